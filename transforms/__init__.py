@@ -1,0 +1,1 @@
+"""Image transforms: query -> TransformSpec (pure) -> libvips pipeline, run in a process pool."""
