@@ -120,7 +120,9 @@ class Config:
 ENV_PREFIX = "IMGCDN_"
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Load `path` (missing file = all defaults), overlay `IMGCDN_<SECTION>__<KEY>` variables."""
     raw: dict[str, Any] = {}
     if path is not None and Path(path).exists():
@@ -193,7 +195,9 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise ConfigError(f"{where}: must be one of {', '.join(map(str, allowed))}, got {value!r}")
+            raise ConfigError(
+                f"{where}: must be one of {', '.join(map(str, allowed))}, got {value!r}"
+            )
         return value
     if origin is tuple:
         (item,) = typing.get_args(hint)[:1]
@@ -243,7 +247,10 @@ def validate(config: Config) -> Config:
         (edge.cache.disk_bytes >= 0, "edge.cache.disk_bytes: must be 0 or more"),
         (edge.cache.lookup_ttl_s > 0, "edge.cache.lookup_ttl_s: must be positive"),
         (edge.source.type != "http" or bool(edge.source.url), "edge.source.url: required for http"),
-        (edge.source.type != "s3" or bool(edge.source.bucket), "edge.source.bucket: required for s3"),
+        (
+            edge.source.type != "s3" or bool(edge.source.bucket),
+            "edge.source.bucket: required for s3",
+        ),
         (
             origin.storage.type != "s3" or bool(origin.storage.bucket),
             "origin.storage.bucket: required for s3",
