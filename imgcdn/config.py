@@ -105,6 +105,7 @@ class OriginConfig:
     max_upload_bytes: int = 10_485_760
     upload_url_ttl_s: int = 600
     upload_signing_key: str | None = None  # HMAC key for local upload URLs; None -> random
+    upload_timeout_s: float = 30.0  # local store: a body must arrive within this + 1 s per 64 KiB
     edges: tuple[str, ...] = ("http://127.0.0.1:8080",)  # purge notifications go here
     purge_token: str | None = None  # sent to the edges
     keepalive_timeout_s: float = 10.0
@@ -177,7 +178,7 @@ def join(where: str, key: str) -> str:
 def coerce(hint: Any, value: Any, where: str) -> Any:
     """Check `value` against the type `hint`; return it in the dataclass's own types."""
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, where)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -257,6 +258,7 @@ def validate(config: Config) -> Config:
         ),
         (origin.max_upload_bytes > 0, "origin.max_upload_bytes: must be positive"),
         (origin.upload_url_ttl_s > 0, "origin.upload_url_ttl_s: must be positive"),
+        (origin.upload_timeout_s > 0, "origin.upload_timeout_s: must be positive"),
     ]
     for ok, message in checks:
         if not ok:

@@ -1,0 +1,71 @@
+-- wrk script for benchmarks/wrk.py: request paths from a file, report JSON from done().
+-- env: BENCH_FIXED_PATH   one path for every request (no per-request Lua: cheapest for wrk)
+--      BENCH_PATHS_FILE   one path per line; thread t of BENCH_THREADS takes lines t, t+T, ...
+--                         and wraps around at the end
+--      BENCH_STATUSES=1   count responses per status (costs wrk some CPU per response)
+-- done() prints one line: BENCH_JSON {"requests":…,"duration_us":…,"bytes":…,"errors":{…},
+--                                      "curve":[[percentile, latency_us],…],"statuses":{…}}
+local fixed = os.getenv("BENCH_FIXED_PATH")
+local file = os.getenv("BENCH_PATHS_FILE")
+local count_statuses = os.getenv("BENCH_STATUSES") == "1"
+local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
+local threads = {}
+
+function setup(thread)
+  threads[#threads + 1] = thread
+  thread:set("tid", #threads)
+end
+
+if fixed then
+  wrk.path = fixed
+else
+  local paths = {}
+  local idx = 0
+  function init(args)
+    for line in io.lines(file) do
+      if #line > 0 then paths[#paths + 1] = line end
+    end
+    idx = (tid or 1) - 1
+  end
+  function request()
+    local p = paths[(idx % #paths) + 1]
+    idx = idx + nthreads
+    return wrk.format("GET", p)
+  end
+end
+
+if count_statuses then
+  statuses = {}
+  function response(status, headers, body)
+    local k = tostring(status)
+    statuses[k] = (statuses[k] or 0) + 1
+  end
+end
+
+local points = {10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 96, 97, 98, 99,
+                99.5, 99.9, 99.95, 99.99}
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local curve = {string.format("[0,%d]", latency.min)}
+  for _, p in ipairs(points) do
+    curve[#curve + 1] = string.format("[%g,%d]", p, latency:percentile(p))
+  end
+  curve[#curve + 1] = string.format("[100,%d]", latency.max)
+  local merged = {}
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    if s then
+      for k, v in pairs(s) do merged[k] = (merged[k] or 0) + v end
+    end
+  end
+  local st = {}
+  for k, v in pairs(merged) do st[#st + 1] = string.format('"%s":%d', k, v) end
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"curve":[%s],"statuses":{%s}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(curve, ","), table.concat(st, ",")))
+end

@@ -1,0 +1,159 @@
+"""Peak memory and CPU of process trees, sampled from /proc in a background thread (no psutil).
+
+Every `interval_s` the sampler lists each root's descendants (by parent pid), reads VmRSS from
+/proc/PID/status and utime+stime from /proc/PID/stat, and keeps per process the peak RSS and
+the last CPU time, and per tree the peak of the summed RSS. Transform workers, serving
+processes and their helpers are all children of the roots, so they are all counted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ProcPeak:
+    pid: int
+    tree: str
+    name: str
+    peak_rss: int = 0  # bytes
+    cpu_s: float = 0.0  # utime+stime at the last sample
+    cpu_s_first: float | None = None
+
+
+@dataclass
+class TreeStats:
+    procs: dict[int, ProcPeak] = field(default_factory=dict)
+    peak_total_rss: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+
+    def cpu_s(self, tree: str) -> float:
+        """CPU seconds the tree used between the first and last sample of each process."""
+        return sum(p.cpu_s - (p.cpu_s_first or 0.0) for p in self.procs.values() if p.tree == tree)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peak_total_rss_mb": {t: round(v / 2**20, 1) for t, v in self.peak_total_rss.items()},
+            "processes": [
+                {
+                    "pid": p.pid,
+                    "tree": p.tree,
+                    "name": p.name,
+                    "peak_rss_mb": round(p.peak_rss / 2**20, 1),
+                }
+                for p in sorted(self.procs.values(), key=lambda p: (p.tree, p.pid))
+            ],
+            "samples": self.samples,
+        }
+
+
+def children_map() -> dict[int, list[int]]:
+    """parent pid -> child pids, for every process visible in /proc."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = read_stat(int(entry))
+        if stat is not None:
+            kids.setdefault(int(stat[1]), []).append(int(entry))
+    return kids
+
+
+def descendants(root: int, kids: Mapping[int, list[int]] | None = None) -> list[int]:
+    """`root` and every process below it."""
+    kids = children_map() if kids is None else kids
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, ()))
+    return out
+
+
+def read_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, ...], or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def process_name(pid: int) -> str:
+    """A short label from the command line (`imgcdn edge`, `python -c ...`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    if not argv:
+        return "?"
+    words = [os.path.basename(argv[0]), *argv[1:]]
+    return " ".join(words)[:80]
+
+
+class Sampler:
+    """Samples the trees under `roots` ({label: pid}) until `stop()`; read `.stats` after."""
+
+    def __init__(self, roots: Mapping[str, int], interval_s: float = 0.5) -> None:
+        self.roots = dict(roots)
+        self.interval_s = interval_s
+        self.stats = TreeStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="procstats", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        kids = children_map()
+        for tree, root in self.roots.items():
+            total = 0
+            for pid in descendants(root, kids):
+                stat = read_stat(pid)
+                rss = rss_bytes(pid)
+                if stat is None or rss == 0:
+                    continue
+                total += rss
+                proc = self.stats.procs.get(pid)
+                if proc is None:
+                    proc = self.stats.procs[pid] = ProcPeak(pid, tree, process_name(pid))
+                proc.peak_rss = max(proc.peak_rss, rss)
+                proc.cpu_s = (int(stat[11]) + int(stat[12])) / TICKS
+                if proc.cpu_s_first is None:
+                    proc.cpu_s_first = proc.cpu_s
+            self.stats.peak_total_rss[tree] = max(self.stats.peak_total_rss.get(tree, 0), total)
+        self.stats.samples += 1

@@ -1,0 +1,105 @@
+"""Drive `wrk` (apt package `wrk`) with `lua/paths.lua` and read back its JSON summary.
+
+wrk is a C event loop and costs far less CPU per request than any Python client, so on a
+2-core box it leaves more of the machine to the server: the hit path needs it to show its real
+ceiling. Varying URLs come from a file of paths that the Lua script cycles through (each wrk
+thread its own interleaved slice); one fixed path uses no per-request Lua at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.loadgen import LoadState
+from benchmarks.measure import Measurement
+
+LUA_SCRIPT = Path(__file__).parent / "lua" / "paths.lua"
+MARK = "BENCH_JSON "
+
+
+def wrk_binary() -> str | None:
+    return shutil.which("wrk")
+
+
+def wrk_threads(connections: int) -> int:
+    return max(1, min(connections, os.cpu_count() or 1))
+
+
+async def run_wrk(
+    base_url: str,
+    *,
+    paths: Sequence[str] | None = None,
+    fixed_path: str | None = None,
+    connections: int,
+    duration_s: float,
+    timeout_s: float = 10.0,
+    count_statuses: bool = True,
+    state: LoadState | None = None,
+) -> Measurement:
+    """Run wrk for `duration_s` against `base_url` with `paths` (cycled) or one `fixed_path`."""
+    binary = wrk_binary()
+    if binary is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    if (paths is None) == (fixed_path is None):
+        raise ValueError("give exactly one of paths and fixed_path")
+    threads = wrk_threads(connections)
+    state = state or LoadState()
+    with tempfile.TemporaryDirectory(prefix="imgcdn-wrk-") as tmp:
+        env = {**os.environ, "BENCH_THREADS": str(threads)}
+        if fixed_path is not None:
+            env["BENCH_FIXED_PATH"] = fixed_path
+        else:
+            assert paths is not None
+            paths_file = Path(tmp) / "paths.txt"
+            paths_file.write_text("\n".join(paths) + "\n", encoding="ascii")
+            env["BENCH_PATHS_FILE"] = str(paths_file)
+        if count_statuses:
+            env["BENCH_STATUSES"] = "1"
+        args = [
+            binary,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration_s))}s",
+            f"--timeout={max(1, round(timeout_s))}s",
+            "--latency",
+            "-s",
+            str(LUA_SCRIPT),
+            base_url.rstrip("/"),
+        ]
+        loop = asyncio.get_running_loop()
+        state.started = loop.time()
+        proc = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        state.done = True
+    text = out.decode(errors="replace")
+    if proc.returncode != 0 or MARK not in text:
+        detail = (err.decode(errors="replace") or text).strip()[-500:]
+        raise RuntimeError(f"wrk failed (exit {proc.returncode}): {detail}")
+    return parse_wrk_json(text, connections)
+
+
+def parse_wrk_json(text: str, connections: int) -> Measurement:
+    """Build a Measurement from the `BENCH_JSON {...}` line `lua/paths.lua` prints."""
+    line = next(ln for ln in text.splitlines() if ln.startswith(MARK))
+    data = json.loads(line[len(MARK) :])
+    errors = data["errors"]
+    statuses = {str(k): int(v) for k, v in sorted(data.get("statuses", {}).items())}
+    return Measurement(
+        generator="wrk",
+        connections=connections,
+        duration_s=data["duration_us"] / 1e6,
+        requests=int(data["requests"]),
+        statuses=statuses,
+        non_2xx_3xx=int(errors["status"]),
+        socket_errors=int(errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]),
+        body_bytes=int(data["bytes"]),
+        curve=[(float(p), us / 1000.0) for p, us in data["curve"]],
+    )

@@ -1,0 +1,113 @@
+"""`create_app(config)`: the edge's routes, middlewares and the lifetime of everything shared."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from edge.appkeys import (
+    CONFIG,
+    LIMITS,
+    METRICS,
+    POOL,
+    PURGE_HOOKS,
+    READINESS_CHECKS,
+    REPORTS_SHARED,
+    SOURCE,
+    TIERS,
+    VARIANTS,
+)
+from edge.cache import DiskTier, MemoryTier, TieredCache
+from edge.img import handle_img, handle_raw
+from edge.metrics import create_metrics
+from edge.middleware import error_middleware, metrics_middleware
+from edge.purge import handle_purge, purge_paths_hook
+from edge.records import RecordStore
+from edge.sources import create_source
+from edge.status import default_checks, handle_healthz, handle_metrics, handle_readyz
+from edge.variants import VariantService
+from imgcdn.config import EdgeConfig
+from transforms.pool import TransformPool
+from transforms.spec import Limits
+
+
+def create_app(
+    config: EdgeConfig, *, pool: TransformPool | None = None, reports_shared: bool = True
+) -> web.Application:
+    """The edge app. `pool`: an already started pool to share (tests); the app then leaves
+    it running at cleanup. `reports_shared`: this process reports the disk tier's size
+    (one process of several sharing the disk)."""
+    app = web.Application(middlewares=[metrics_middleware, error_middleware])
+    app[CONFIG] = config
+    app[LIMITS] = Limits.from_config(config.transforms)
+    app[METRICS] = create_metrics()
+    app[REPORTS_SHARED] = reports_shared
+    app[PURGE_HOOKS] = {"paths": purge_paths_hook(app)}
+    app[READINESS_CHECKS] = default_checks(app)
+    app.cleanup_ctx.extend([pool_ctx(pool), cache_ctx, source_ctx, variants_ctx])
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/img/{path:.+}", handle_img, name="img")
+    app.router.add_get("/raw/{path:.+}", handle_raw, name="raw")
+    app.router.add_post("/_purge", handle_purge, name="purge")
+    app.router.add_get("/metrics", handle_metrics, name="metrics")
+    app.router.add_get("/healthz", handle_healthz, name="healthz")
+    app.router.add_get("/readyz", handle_readyz, name="readyz")
+
+
+def pool_ctx(
+    shared: TransformPool | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def transform_pool(app: web.Application) -> AsyncIterator[None]:
+        if shared is not None:
+            app[POOL] = shared
+            yield
+            return
+        t = app[CONFIG].transforms
+        pool = TransformPool(
+            t.processes, t.max_queue, t.timeout_s, on_restart=app[METRICS].pool_restarts.inc
+        )
+        await pool.start()
+        app[POOL] = pool
+        yield
+        await pool.close()
+
+    return transform_pool
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    c = app[CONFIG].cache
+    disk = DiskTier(c.disk_path, c.disk_bytes, on_error=app[METRICS].cache_error)
+    await disk.open()
+    app[TIERS] = TieredCache(MemoryTier(c.memory_bytes), disk)
+    yield
+    await disk.close()
+
+
+async def source_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    source = create_source(config.source, config.transforms.max_src_bytes)
+    await source.start()
+    app[SOURCE] = source
+    yield
+    await source.close()
+
+
+async def variants_ctx(app: web.Application) -> AsyncIterator[None]:
+    c = app[CONFIG].cache
+    tiers = app[TIERS]
+    service = VariantService(
+        app[SOURCE],
+        tiers,
+        RecordStore(tiers.disk),
+        app[METRICS],
+        max_age_s=c.max_age_s,
+        stale_if_error_s=c.stale_if_error_s,
+    )
+    app[VARIANTS] = service
+    yield
+    await service.close()

@@ -1,0 +1,31 @@
+"""Every piece of shared state of an edge app, under typed `web.AppKey`s (no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from edge.cache import TieredCache
+from edge.metrics import Metrics
+from edge.sources import Source
+from edge.variants import VariantService
+from imgcdn.config import EdgeConfig
+from transforms.pool import TransformPool
+from transforms.spec import Limits
+
+# A purge field ("paths", later "hashes") -> what drops its values; returns how many were dropped.
+PurgeHook = Callable[[list[str]], Awaitable[int]]
+# A readiness check: None when fine, else a one-line reason.
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+CONFIG = web.AppKey("config", EdgeConfig)
+METRICS = web.AppKey("metrics", Metrics)
+POOL = web.AppKey("pool", TransformPool)
+TIERS = web.AppKey("tiers", TieredCache)
+SOURCE = web.AppKey("source", Source)
+VARIANTS = web.AppKey("variants", VariantService)
+PURGE_HOOKS = web.AppKey("purge_hooks", dict[str, PurgeHook])
+READINESS_CHECKS = web.AppKey("readiness_checks", list[ReadinessCheck])
+LIMITS = web.AppKey("limits", Limits)
+REPORTS_SHARED = web.AppKey("reports_shared", bool)  # this process reports shared gauges (disk)

@@ -1,0 +1,291 @@
+"""Cache tiers: memory (cachetools LRU sized in body bytes) and disk (diskcache, LRU, shared by
+every edge process on the host). Nothing read back from a tier is trusted blindly: a disk entry
+that fails its checksum, a full disk or an unwritable directory is a miss and a counted error,
+never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import diskcache
+from cachetools import LRUCache
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"ICE1"
+HEADER = struct.Struct(">4sI")  # magic, length of the JSON metadata that follows
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached response body and what its headers need."""
+
+    body: bytes
+    content_type: str
+    etag: str
+    last_modified: float
+    stored_at: float
+    tag: str = ""  # purge tag (keys.path_tag); empty = not purgeable by path
+
+    def encode(self) -> bytes:
+        meta = {
+            "ct": self.content_type,
+            "etag": self.etag,
+            "lm": self.last_modified,
+            "at": self.stored_at,
+            "tag": self.tag,
+            "sha": hashlib.sha256(self.body).hexdigest(),
+        }
+        raw = json.dumps(meta, separators=(",", ":")).encode("utf-8")
+        return HEADER.pack(MAGIC, len(raw)) + raw + self.body
+
+    @classmethod
+    def decode(cls, data: bytes) -> Entry:
+        """Parse and verify a stored entry; raise ValueError if anything is off."""
+        magic, size = HEADER.unpack_from(data)
+        if magic != MAGIC or HEADER.size + size > len(data):
+            raise ValueError("bad entry header")
+        meta = json.loads(data[HEADER.size : HEADER.size + size])
+        body = data[HEADER.size + size :]
+        if hashlib.sha256(body).hexdigest() != meta["sha"]:
+            raise ValueError("entry checksum mismatch")
+        return cls(
+            body, meta["ct"], meta["etag"], float(meta["lm"]), float(meta["at"]), meta["tag"]
+        )
+
+
+class CacheTier(Protocol):
+    name: str
+
+    async def get(self, key: str) -> Entry | None: ...
+    async def set(self, key: str, entry: Entry) -> bool: ...
+    async def evict(self, tag: str) -> int: ...
+    def size_bytes(self) -> int: ...
+
+
+class MemoryTier:
+    """LRU bounded by the sum of body bytes (`edge.cache.memory_bytes`); 0 disables it.
+
+    Used from the event loop thread only, so it needs no lock (cachetools is not thread-safe).
+    """
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lru: LRUCache[str, Entry] = LRUCache(maxsize=max(max_bytes, 1), getsizeof=entry_size)
+
+    async def get(self, key: str) -> Entry | None:
+        return self._lru.get(key)
+
+    async def set(self, key: str, entry: Entry) -> bool:
+        if self.max_bytes <= 0 or entry_size(entry) > self.max_bytes:
+            return False
+        self._lru[key] = entry
+        return True
+
+    async def evict(self, tag: str) -> int:
+        # A scan, not an index: purges are rare and a few thousand entries scan in well under 1 ms.
+        doomed = [key for key, entry in self._lru.items() if entry.tag == tag]
+        for key in doomed:
+            self._lru.pop(key, None)
+        return len(doomed)
+
+    def size_bytes(self) -> int:
+        return int(self._lru.currsize)
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
+def entry_size(entry: Entry) -> int:
+    return len(entry.body)
+
+
+class DiskTier:
+    """diskcache with `size_limit` and LRU eviction under `edge.cache.disk_path`.
+
+    Every diskcache call runs in a thread (`asyncio.to_thread`): even a hit writes (LRU access
+    time) and SQLite may wait on another process's lock, so the hop (~50 us) is the cheaper risk.
+    """
+
+    name = "disk"
+
+    def __init__(self, directory: str, max_bytes: int, on_error: Callable[[str], None]) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.on_error = on_error
+        self._cache: diskcache.Cache | None = None
+        self._volume = 0
+
+    @property
+    def available(self) -> bool:
+        return self._cache is not None
+
+    async def open(self) -> bool:
+        if self.max_bytes > 0 and self._cache is None:
+            self._cache = await asyncio.to_thread(self._open)
+        return self._cache is not None
+
+    def _open(self) -> diskcache.Cache | None:
+        try:
+            return self._open_cache()
+        except sqlite3.DatabaseError as err:
+            # A corrupt cache.db: keep it aside for a post-mortem and start empty.
+            aside = self.directory.with_name(
+                f"{self.directory.name}.corrupt-{int(time.time())}-{os.getpid()}"
+            )
+            log.warning("disk cache %s is corrupt (%s); moved to %s", self.directory, err, aside)
+            self.on_error("open")
+            try:
+                self.directory.rename(aside)
+            except OSError:
+                shutil.rmtree(self.directory, ignore_errors=True)
+        except OSError as err:
+            log.error("disk cache %s unusable: %s", self.directory, err)
+            self.on_error("open")
+            return None
+        try:
+            return self._open_cache()
+        except (OSError, sqlite3.Error) as err:
+            log.error("disk cache %s unusable: %s", self.directory, err)
+            self.on_error("open")
+            return None
+
+    def _open_cache(self) -> diskcache.Cache:
+        cache = diskcache.Cache(
+            str(self.directory),
+            size_limit=self.max_bytes,
+            eviction_policy="least-recently-used",
+            tag_index=True,  # purge by path tag without a full scan
+            statistics=False,
+        )
+        self._volume = cache.volume()
+        return cache
+
+    async def close(self) -> None:
+        if self._cache is not None:
+            cache, self._cache = self._cache, None
+            await asyncio.to_thread(cache.close)
+
+    async def get(self, key: str) -> Entry | None:
+        data = await self.get_bytes(key)
+        if data is None:
+            return None
+        try:
+            return Entry.decode(data)
+        except (ValueError, KeyError, TypeError, struct.error) as err:
+            log.warning("corrupt disk cache entry %s: %s", key, err)
+            self.on_error("corrupt")
+            await self.delete(key)
+            return None
+
+    async def set(self, key: str, entry: Entry) -> bool:
+        return await self.set_bytes(key, entry.encode(), entry.tag)
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        cache = self._cache
+        if cache is None:
+            return None
+        try:
+            value = await asyncio.to_thread(cache.get, key)
+        except (OSError, sqlite3.Error) as err:
+            log.warning("disk cache read failed: %s", err)
+            self.on_error("read")
+            return None
+        return value if isinstance(value, bytes) else None
+
+    async def set_bytes(self, key: str, data: bytes, tag: str) -> bool:
+        cache = self._cache
+        if cache is None or len(data) > self.max_bytes // 2:
+            return False
+        try:
+            await asyncio.to_thread(self._set, cache, key, data, tag)
+        except (OSError, sqlite3.Error) as err:  # a full disk is ENOSPC or SQLITE_FULL
+            log.warning("disk cache write failed: %s", err)
+            self.on_error("write")
+            return False
+        return True
+
+    def _set(self, cache: diskcache.Cache, key: str, data: bytes, tag: str) -> None:
+        cache.set(key, data, tag=tag or None)
+        self._volume = cache.volume()
+
+    async def delete(self, key: str) -> None:
+        cache = self._cache
+        if cache is not None:
+            try:
+                await asyncio.to_thread(cache.delete, key)
+            except (OSError, sqlite3.Error):
+                self.on_error("write")
+
+    async def evict(self, tag: str) -> int:
+        cache = self._cache
+        if cache is None:
+            return 0
+        try:
+            return int(await asyncio.to_thread(cache.evict, tag))
+        except (OSError, sqlite3.Error) as err:
+            log.warning("disk cache evict failed: %s", err)
+            self.on_error("write")
+            return 0
+
+    async def probe(self) -> str | None:
+        """Readiness: None when a small write + read works, else what is wrong."""
+        if self.max_bytes <= 0:
+            return None
+        if not await self.open():
+            return f"disk cache {self.directory} cannot be opened"
+        key = f"probe:{os.getpid()}"
+        if not await self.set_bytes(key, b"ok", ""):
+            return f"disk cache {self.directory} is not writable"
+        await self.delete(key)
+        return None
+
+    def size_bytes(self) -> int:
+        return self._volume
+
+
+class TieredCache:
+    """Memory, then disk; a disk hit is promoted to memory. Stores go to every tier."""
+
+    def __init__(self, memory: MemoryTier, disk: DiskTier) -> None:
+        self.memory = memory
+        self.disk = disk
+
+    async def get(self, key: str) -> tuple[Entry, str] | None:
+        entry = await self.memory.get(key)
+        if entry is not None:
+            return entry, self.memory.name
+        entry = await self.disk.get(key)
+        if entry is not None:
+            await self.memory.set(key, entry)
+            return entry, self.disk.name
+        return None
+
+    async def set(self, key: str, entry: Entry) -> bool:
+        in_memory = await self.memory.set(key, entry)
+        # Awaited, not fired and forgotten: ~1 ms on a miss that already paid for a transform,
+        # and a restart right after the response still finds the entry.
+        on_disk = await self.disk.set(key, entry)
+        return in_memory or on_disk
+
+    async def evict(self, tag: str) -> int:
+        """Drop every entry tagged `tag`; returns the number of distinct variants dropped
+        (an entry usually sits in both tiers, so the larger of the two counts)."""
+        dropped_memory = await self.memory.evict(tag)
+        dropped_disk = await self.disk.evict(tag)
+        return max(dropped_memory, dropped_disk)

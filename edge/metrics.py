@@ -1,0 +1,111 @@
+"""Prometheus metrics of the edge (the names of DESIGN.md section 8), one registry per app.
+
+With several edge processes (`edge.workers > 1`) the server sets PROMETHEUS_MULTIPROC_DIR
+before any child imports prometheus_client; values then live in files there and `/metrics`
+aggregates every process with a MultiProcessCollector built per scrape.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    request_seconds: Histogram
+    cache_hits: Counter
+    cache_misses: Counter
+    cache_bytes: Gauge
+    cache_errors: Counter
+    coalesced: Counter
+    stale_served: Counter
+    transform_seconds: Histogram
+    transform_queue: Gauge
+    pool_restarts: Counter
+    origin_seconds: Histogram
+    origin_errors: Counter
+
+    def cache_error(self, kind: str) -> None:
+        self.cache_errors.labels(kind=kind).inc()
+
+
+def create_metrics() -> Metrics:
+    """Fresh metric objects in a fresh registry, so several apps can live in one process."""
+    r = CollectorRegistry()
+    p = "imgcdn_edge_"
+    return Metrics(
+        registry=r,
+        requests=Counter(
+            p + "requests_total", "Requests answered", ["route", "status"], registry=r
+        ),
+        request_seconds=Histogram(
+            p + "request_seconds", "Request latency", ["route"], buckets=TIME_BUCKETS, registry=r
+        ),
+        cache_hits=Counter(
+            p + "cache_hits_total", "Responses served from a tier", ["tier"], registry=r
+        ),
+        cache_misses=Counter(p + "cache_misses_total", "Requests no tier could answer", registry=r),
+        # memory: this process's LRU (summed over processes); disk: reported by one process only.
+        cache_bytes=Gauge(
+            p + "cache_bytes",
+            "Bytes held per tier",
+            ["tier"],
+            multiprocess_mode="livesum",
+            registry=r,
+        ),
+        cache_errors=Counter(
+            p + "cache_errors_total",
+            "Cache tier failures (open/read/write/corrupt)",
+            ["kind"],
+            registry=r,
+        ),
+        coalesced=Counter(
+            p + "coalesced_total", "Requests that waited for an identical miss", registry=r
+        ),
+        stale_served=Counter(p + "stale_served_total", "Stale responses served", registry=r),
+        transform_seconds=Histogram(
+            p + "transform_seconds",
+            "Transform latency (pool round trip)",
+            buckets=TIME_BUCKETS,
+            registry=r,
+        ),
+        transform_queue=Gauge(
+            p + "transform_queue",
+            "Transforms waiting or running",
+            multiprocess_mode="livesum",
+            registry=r,
+        ),
+        pool_restarts=Counter(p + "pool_restarts_total", "Transform workers replaced", registry=r),
+        origin_seconds=Histogram(
+            p + "origin_seconds", "Source/origin fetch latency", buckets=TIME_BUCKETS, registry=r
+        ),
+        origin_errors=Counter(
+            p + "origin_errors_total", "Failed source/origin fetches", registry=r
+        ),
+    )
+
+
+def render_metrics(metrics: Metrics) -> bytes:
+    """Prometheus text: this app's registry, or every process's in multiprocess mode."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+    return generate_latest(metrics.registry)

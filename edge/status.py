@@ -1,0 +1,64 @@
+"""Operational endpoints: `/healthz` (the process answers), `/readyz` (every readiness check
+passes) and `/metrics` (Prometheus text).
+
+Readiness checks are a list under `app[READINESS_CHECKS]`: create_app adds the pool and the
+disk cache; avatars add "origin reachable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from edge.appkeys import METRICS, POOL, READINESS_CHECKS, REPORTS_SHARED, TIERS, ReadinessCheck
+from edge.metrics import CONTENT_TYPE, render_metrics
+from edge.middleware import text_error
+
+CHECK_TIMEOUT_S = 2.0
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    checks = request.app[READINESS_CHECKS]
+    results = await asyncio.gather(*(run_check(check) for check in checks))
+    problems = [problem for problem in results if problem]
+    if problems:
+        return text_error(503, "not ready: " + "; ".join(problems), {"Retry-After": "1"})
+    return web.Response(text="ready\n", headers={"Cache-Control": "no-store"})
+
+
+async def run_check(check: ReadinessCheck) -> str | None:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await check()
+    except TimeoutError:
+        return f"{getattr(check, '__name__', 'check')} timed out"
+    except Exception as err:  # a readiness check must answer, never raise
+        return f"{getattr(check, '__name__', 'check')} failed: {err.__class__.__name__}"
+
+
+def default_checks(app: web.Application) -> list[ReadinessCheck]:
+    async def transform_pool() -> str | None:
+        return None if app[POOL].healthy else "transform pool is not healthy"
+
+    async def disk_cache() -> str | None:
+        return await app[TIERS].disk.probe()
+
+    return [transform_pool, disk_cache]
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    metrics.transform_queue.set(request.app[POOL].queued)
+    tiers = request.app[TIERS]
+    metrics.cache_bytes.labels(tier="memory").set(tiers.memory.size_bytes())
+    if request.app[REPORTS_SHARED]:
+        metrics.cache_bytes.labels(tier="disk").set(tiers.disk.size_bytes())
+    body = render_metrics(metrics)
+    return web.Response(
+        body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+    )

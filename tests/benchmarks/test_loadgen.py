@@ -1,0 +1,119 @@
+"""The load generators against a tiny real aiohttp server: do they count what the server saw?"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
+from benchmarks.loadgen import run_load
+from benchmarks.wrk import run_wrk, wrk_binary
+
+BODY = b"x" * 1000
+MISSING = b"no such thing"
+SLOW_S = 0.03
+
+
+@pytest.fixture
+async def server(aiohttp_server):
+    seen: Counter[str] = Counter()
+
+    async def ok(request: web.Request) -> web.Response:
+        seen["ok"] += 1
+        return web.Response(body=BODY)
+
+    async def missing(request: web.Request) -> web.Response:
+        seen["missing"] += 1
+        return web.Response(status=404, body=MISSING)
+
+    async def slow(request: web.Request) -> web.Response:
+        seen["slow"] += 1
+        await asyncio.sleep(SLOW_S)
+        return web.Response(body=b"s")
+
+    app = web.Application()
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/missing", missing)
+    app.router.add_get("/slow", slow)
+    srv = await aiohttp_server(app)
+    return str(srv.make_url("")), seen
+
+
+async def test_counts_statuses_bytes_and_duration(server) -> None:
+    base, seen = server
+    paths = itertools.cycle(["/ok", "/ok", "/missing"])
+    out = await run_load(base, paths, connections=4, duration_s=1.5)
+    m = out.measurement
+    assert m.requests > 50
+    assert m.requests == seen["ok"] + seen["missing"]
+    assert m.statuses == {"200": seen["ok"], "404": seen["missing"]}
+    assert m.non_2xx_3xx == seen["missing"] and m.errors == seen["missing"]
+    assert m.socket_errors == 0
+    assert m.body_bytes == len(BODY) * seen["ok"] + len(MISSING) * seen["missing"]
+    assert 1.4 <= m.duration_s <= 3.0
+    assert m.rps == pytest.approx(m.requests / m.duration_s)
+    assert len(out.latencies_ms) == m.requests
+    assert abs(seen["ok"] - 2 * seen["missing"]) <= 4 * 2  # the 2:1 cycle, give or take in-flight
+
+
+async def test_latencies_are_real_and_the_loop_is_closed(server) -> None:
+    base, seen = server
+    out = await run_load(base, itertools.repeat("/slow"), connections=3, duration_s=1.0)
+    m = out.measurement
+    assert min(out.latencies_ms) >= SLOW_S * 1000 * 0.95
+    assert SLOW_S * 1000 <= m.latency(50) <= SLOW_S * 1000 * 4
+    assert m.latency(99) >= m.latency(50)
+    # closed loop: at most one request in flight per connection
+    assert m.requests <= 3 * (m.duration_s / SLOW_S) + 3
+    assert m.requests == seen["slow"]
+
+
+async def test_finite_path_list_runs_each_once_and_records_sizes(server) -> None:
+    base, seen = server
+    paths = ["/ok"] * 7 + ["/missing"] * 3
+    out = await run_load(base, paths, connections=2, duration_s=None, record_sizes=True)
+    assert out.measurement.requests == 10
+    assert seen == Counter({"ok": 7, "missing": 3})
+    assert out.sizes == {"/ok": len(BODY)}  # only 200s are recorded
+
+
+async def test_refused_connections_are_socket_errors() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = await run_load(
+        f"http://127.0.0.1:{port}", itertools.repeat("/"), connections=2, duration_s=0.3
+    )
+    m = out.measurement
+    assert m.requests == 0 and m.socket_errors > 0
+    assert m.errors == m.socket_errors
+    assert all(k.startswith("error:") for k in m.statuses)
+
+
+@pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed")
+async def test_wrk_counts_match_the_server(server) -> None:
+    base, seen = server
+    m = await run_wrk(
+        base, paths=["/ok", "/ok", "/missing"], connections=2, duration_s=1, timeout_s=2
+    )
+    assert m.generator == "wrk"
+    assert m.requests > 50
+    # wrk may cut requests in flight at the deadline: the server saw at least what wrk counted
+    assert 0 <= seen["ok"] + seen["missing"] - m.requests <= 2
+    assert m.statuses["404"] == m.non_2xx_3xx > 0
+    assert m.statuses["200"] + m.statuses["404"] == m.requests
+    assert m.statuses["200"] == pytest.approx(2 * m.statuses["404"], abs=4)
+    assert 0 < m.latency(50) <= m.latency(99) <= m.latency(100)
+
+
+@pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed")
+async def test_wrk_fixed_path_latency(server) -> None:
+    base, seen = server
+    m = await run_wrk(base, fixed_path="/slow", connections=2, duration_s=1, timeout_s=2)
+    assert m.requests > 10 and seen["slow"] >= m.requests
+    assert m.latency(50) >= SLOW_S * 1000 * 0.95
+    assert m.errors == 0

@@ -1,0 +1,48 @@
+"""Top-level functions the pool tests run in workers (they must be importable by name)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def sleep(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def crash() -> None:
+    """Die the way a libvips segfault would."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def report_and_sleep(path: str, seconds: float) -> int:
+    """Write this worker's pid to `path`, then sleep: a render the test can kill mid-way."""
+    with open(path, "w", encoding="ascii") as out:
+        out.write(str(os.getpid()))
+    return sleep(seconds)
+
+
+def vips_policy(svg: bytes) -> dict[str, object]:
+    """What the worker initialiser set up, seen from inside a worker."""
+    import pyvips
+
+    try:
+        pyvips.Image.new_from_buffer(svg, "")
+        svg_loads = True
+    except pyvips.Error:
+        svg_loads = False
+    return {
+        "concurrency": pyvips.concurrency_get(),
+        "cache_max": pyvips.cache_get_max(),
+        "svg_loads": svg_loads,
+    }

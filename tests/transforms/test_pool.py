@@ -1,0 +1,188 @@
+"""TransformPool with real worker processes: throughput, admission, timeouts, healing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.transforms import images, tasks
+from transforms import worker
+from transforms.errors import (
+    CorruptImage,
+    ImgcdnError,
+    Overloaded,
+    SourceTooLarge,
+    Timeout,
+    UnsupportedImage,
+    WorkerCrashed,
+)
+from transforms.pool import TransformPool
+from transforms.spec import Limits, TransformSpec
+
+LIMITS = Limits()
+RSS_BOUND = 512 * 1024 * 1024  # the stated bound on one worker's resident memory
+Read = Callable[[str], bytes]
+
+
+class Restarts:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[TransformPool]:
+    pool = TransformPool(processes=2, max_queue=256, timeout_s=20, on_restart=Restarts())
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+async def test_start_prewarms_every_worker(pool: TransformPool) -> None:
+    assert len(pool.worker_pids) == 2
+    assert pool.healthy
+    assert pool.queued == 0
+
+
+async def test_200_concurrent_renders(pool: TransformPool, sample_bytes: Read) -> None:
+    data = sample_bytes("static10k.jpg")
+    specs = [
+        TransformSpec(width=16 + i % 48, format=("jpeg", "webp", "png")[i % 3]) for i in range(200)
+    ]
+    results = await asyncio.gather(*(pool.render(data, spec, LIMITS) for spec in specs))
+    assert [r.width for r in results] == [s.width for s in specs]
+    assert all(images.magic_format(r.body) == s.format for r, s in zip(results, specs, strict=True))
+    assert pool.queued == 0
+    assert pool.restarts == 0
+
+
+async def test_errors_come_back_with_their_class(pool: TransformPool, sample_bytes: Read) -> None:
+    with pytest.raises(UnsupportedImage):
+        await pool.render(b"not an image", TransformSpec(), LIMITS)
+    with pytest.raises(SourceTooLarge):
+        await pool.probe(images.png_bomb(), LIMITS)
+    with pytest.raises(ValueError, match="boom"):
+        await pool.run(tasks.fail, "boom")
+    info = await pool.probe(sample_bytes("alpha.png"), LIMITS)
+    assert (info.format, info.width, info.has_alpha) == ("png", 512, True)
+    assert pool.restarts == 0 and pool.queued == 0
+
+
+async def test_overflow_raises_overloaded_at_once() -> None:
+    pool = TransformPool(processes=1, max_queue=2, timeout_s=10)
+    await pool.start()
+    try:
+        busy = [asyncio.ensure_future(pool.run(tasks.sleep, 0.5)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert pool.queued == 3  # one running, two waiting
+        started = time.perf_counter()
+        with pytest.raises(Overloaded) as err:
+            await pool.run(tasks.pid)
+        assert time.perf_counter() - started < 0.05
+        assert err.value.status == 503
+        await asyncio.gather(*busy)
+        assert pool.queued == 0
+        assert await pool.run(tasks.pid) in pool.worker_pids
+    finally:
+        await pool.close()
+    with pytest.raises(Overloaded):
+        await pool.run(tasks.pid)
+
+
+async def test_sigkilled_worker_fails_only_its_request(
+    pool: TransformPool, sample_bytes: Read, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pid"
+    victim = asyncio.ensure_future(pool.run(tasks.report_and_sleep, str(marker), 10.0))
+    bystanders = [asyncio.ensure_future(pool.run(tasks.sleep, 0.3)) for _ in range(4)]
+    for _ in range(500):
+        if marker.exists() and marker.read_text():
+            break
+        await asyncio.sleep(0.01)
+    pid = int(marker.read_text())
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.perf_counter()
+    with pytest.raises(WorkerCrashed) as err:
+        await victim
+    assert err.value.status == 500
+    assert all(isinstance(p, int) for p in await asyncio.gather(*bystanders))  # retried, fine
+    first = await pool.render(sample_bytes("static10k.jpg"), TransformSpec(width=50), LIMITS)
+    assert first.width == 50
+    assert time.perf_counter() - killed_at < 2.0  # whole again well within a second or two
+    data = sample_bytes("static10k.jpg")
+    results = await asyncio.gather(
+        *(pool.render(data, TransformSpec(width=40), LIMITS) for _ in range(50))
+    )
+    assert all(r.width == 40 for r in results)
+    assert pool.restarts == 1
+    assert isinstance(pool.on_restart, Restarts) and pool.on_restart.count == 1
+    assert pid not in pool.worker_pids and pool.healthy
+
+
+async def test_segfault_is_worker_crashed(pool: TransformPool) -> None:
+    with pytest.raises(WorkerCrashed):
+        await pool.run(tasks.crash)
+    assert pool.restarts == 1
+    assert await pool.run(tasks.pid) in pool.worker_pids
+
+
+async def test_timeout_kills_the_stuck_worker() -> None:
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=0.5)
+    await pool.start()
+    try:
+        (before,) = pool.worker_pids
+        started = time.perf_counter()
+        with pytest.raises(Timeout) as err:
+            await pool.run(tasks.sleep, 30)
+        assert 0.45 < time.perf_counter() - started < 1.0
+        assert err.value.status == 504
+        after = await pool.run(tasks.pid)
+        assert after != before
+        assert pool.restarts == 1
+        assert pool.queued == 0
+    finally:
+        await pool.close()
+
+
+async def test_workers_run_the_libvips_policy(pool: TransformPool) -> None:
+    policy = await pool.run(tasks.vips_policy, images.SVG)
+    assert policy == {"concurrency": 1, "cache_max": 0, "svg_loads": False}
+
+
+async def test_hostile_inputs_keep_worker_memory_bounded(sample_bytes: Read) -> None:
+    pool = TransformPool(processes=1, max_queue=8, timeout_s=20)
+    await pool.start()
+    try:
+        data = sample_bytes("astronaut.jpg")
+        hostile: list[tuple[bytes, type[ImgcdnError]]] = [
+            (images.png_bomb(), SourceTooLarge),
+            (data[: len(data) // 2], CorruptImage),
+            (b"", UnsupportedImage),
+            (b"just text\n" * 100, UnsupportedImage),
+            (images.SVG, UnsupportedImage),
+            (images.gif_frames(10_000), SourceTooLarge),
+            (sample_bytes("large.jpg") + b"\0" * 30_000_000, SourceTooLarge),
+        ]
+        for body, error in hostile:
+            started = time.perf_counter()
+            with pytest.raises(error):
+                await pool.render(body, TransformSpec(width=300), LIMITS)
+            assert time.perf_counter() - started < 1.5
+        # the largest legitimate work, too: every sample, big outputs, each format
+        for name in ("large.jpg", "hubble.jpg", "alpha.png"):
+            for fmt in ("jpeg", "webp", "avif", "png"):
+                spec = TransformSpec(width=2000, format=fmt, blur=1)  # type: ignore[arg-type]
+                await pool.render(sample_bytes(name), spec, LIMITS)
+        rss = await pool.run(worker.rss_bytes)
+        assert 0 < rss < RSS_BOUND
+        assert pool.restarts == 0
+    finally:
+        await pool.close()

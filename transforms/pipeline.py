@@ -1,0 +1,197 @@
+"""The one libvips entry point: `probe` (header only) and `render` (bytes -> bytes).
+
+Steps, top to bottom: byte limit -> magic-byte allow-list -> header probe (`access=sequential`,
+pixel and frame limits, the loader libvips picked must be allowed) -> `thumbnail_buffer`
+(shrink-on-load, EXIF auto-rotate, smart crop) -> sRGB -> blur/sharpen -> alpha (flattened onto
+white for JPEG) -> pad (contain) -> save without metadata. Synchronous, no I/O, no config.
+Run it through `transforms.pool.TransformPool`, whose workers call `configure_vips()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyvips
+
+from transforms.errors import CorruptImage, SourceTooLarge, UnsupportedImage
+from transforms.formats import (
+    ANIMATED_FORMATS,
+    CONTENT_TYPES,
+    save_options,
+    sniff,
+    source_output_format,
+)
+from transforms.geometry import Plan, plan, source_crop
+from transforms.spec import Limits, TransformSpec
+
+# The libvips loader (as `vips-loader` reports it) -> our input format name.
+ALLOWED_LOADERS = {
+    "jpegload_buffer": "jpeg",
+    "pngload_buffer": "png",
+    "gifload_buffer": "gif",
+    "webpload_buffer": "webp",
+    "heifload_buffer": "heif",
+    "tiffload_buffer": "tiff",
+}
+# Their libvips classes: every other loader is blocked in the workers.
+ALLOWED_LOADER_CLASSES = ("Jpeg", "Png", "Nsgif", "Webp", "Heif", "Tiff")
+FAIL_ON = "error"  # stop on truncation and decode errors, not on harmless warnings
+WHITE = 255.0
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says. `width`/`height` are upright (after EXIF orientation)."""
+
+    format: str
+    width: int
+    height: int
+    frames: int
+    has_alpha: bool
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    content_type: str
+    width: int
+    height: int  # of one frame, for animations
+    format: str
+
+
+def configure_vips() -> None:
+    """Process-wide libvips policy for untrusted input; call once per worker process."""
+    pyvips.cache_set_max(0)  # the operation cache only costs memory in a proxy
+    pyvips.cache_set_max_mem(0)
+    pyvips.cache_set_max_files(0)
+    pyvips.concurrency_set(1)  # parallelism comes from the process pool
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for name in ALLOWED_LOADER_CLASSES:
+        pyvips.operation_block_set(f"VipsForeignLoad{name}", False)
+    logging.getLogger("pyvips").setLevel(logging.ERROR)
+
+
+def probe(data: bytes, limits: Limits) -> ImageInfo:
+    """Read the header only and enforce the limits; 413 / 415 / 422 on refusal."""
+    return open_header(data, limits)[0]
+
+
+def open_header(data: bytes, limits: Limits) -> tuple[ImageInfo, pyvips.Image]:
+    if len(data) > limits.max_src_bytes:
+        raise SourceTooLarge(f"source is {len(data)} bytes, the limit is {limits.max_src_bytes}")
+    if sniff(data) is None:
+        raise UnsupportedImage(
+            "not an image in an accepted format (jpeg, png, webp, gif, avif, tiff)"
+        )
+    try:
+        image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on=FAIL_ON)
+        loader = str(image.get("vips-loader"))
+        frames = int(image.get("n-pages")) if image.get_typeof("n-pages") else 1
+        rotated = image.get_typeof("orientation") != 0 and int(image.get("orientation")) in (
+            5,
+            6,
+            7,
+            8,
+        )
+    except pyvips.Error:
+        raise CorruptImage("the image header cannot be read") from None
+    fmt = ALLOWED_LOADERS.get(loader)
+    if fmt is None:
+        raise UnsupportedImage("this image format is not accepted")
+    if fmt not in ANIMATED_FORMATS:
+        frames = 1  # only the first page/image of TIFF and HEIF is ever decoded
+    width, height = (image.height, image.width) if rotated else (image.width, image.height)
+    if frames > limits.max_frames:
+        raise SourceTooLarge(f"source has {frames} frames, the limit is {limits.max_frames}")
+    if width * height * frames > limits.max_src_pixels:
+        raise SourceTooLarge(
+            f"source is {width}x{height}x{frames} pixels, the limit is {limits.max_src_pixels}"
+        )
+    return ImageInfo(fmt, width, height, frames, bool(image.hasalpha())), image
+
+
+def render(data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
+    """Transform `data` per `spec`; spec.format "auto" keeps the source's format."""
+    info, _ = open_header(data, limits)
+    fmt = (
+        spec.format if spec.format != "auto" else source_output_format(info.format, info.has_alpha)
+    )
+    animated = info.frames > 1 and fmt in ANIMATED_FORMATS
+    p = plan(info.width, info.height, spec, limits.max_dimension)
+    try:
+        image = resize(data, p, spec, animated)
+        image = finish(image, p, spec, fmt)
+        suffix, options = save_options(
+            fmt, spec.effective_quality(fmt), progressive=spec.progressive
+        )
+        body = image.write_to_buffer(suffix, keep=pyvips.enums.ForeignKeep.NONE, **options)
+    except pyvips.Error:
+        raise CorruptImage("the image cannot be decoded") from None
+    return Rendered(bytes(body), CONTENT_TYPES[fmt], p.width, p.height, fmt)
+
+
+def resize(data: bytes, p: Plan, spec: TransformSpec, animated: bool) -> pyvips.Image:
+    """Shrink-on-load to the plan's size; cover crops (smart crop for still images)."""
+    load = f"fail_on={FAIL_ON}" + (",n=-1" if animated else "")
+    if p.crop and animated:
+        # thumbnail would crop the whole frame strip; crop each frame in source pixels instead
+        frames = pyvips.Image.new_from_buffer(data, load, access="sequential")
+        page = page_height(frames)
+        box = source_crop(frames.width, page, p.width, p.height)
+        frames = per_page(frames, lambda f: f.extract_area(*box))
+        return frames.thumbnail_image(p.width, height=p.height, size="force")
+    if p.crop:
+        return pyvips.Image.thumbnail_buffer(
+            data, p.width, height=p.height, crop=spec.gravity, option_string=load
+        )
+    return pyvips.Image.thumbnail_buffer(
+        data, p.resize_width, height=p.resize_height, size="force", option_string=load
+    )
+
+
+def finish(image: pyvips.Image, p: Plan, spec: TransformSpec, fmt: str) -> pyvips.Image:
+    """Colour, filters, alpha and padding, frame by frame for animations."""
+    if image.interpretation == "grey16":
+        image = image.colourspace("b-w")
+    elif image.interpretation not in ("srgb", "b-w"):
+        image = image.colourspace("srgb")
+    if spec.blur is not None:
+        sigma = spec.blur
+        image = per_page(image, lambda f: f.gaussblur(sigma))
+    if spec.sharpen is not None:
+        sigma = spec.sharpen
+        image = per_page(image, lambda f: f.sharpen(sigma=sigma))
+    if fmt == "jpeg" and image.hasalpha():
+        image = image.flatten(background=[WHITE])
+    if p.pad:
+        if fmt != "jpeg" and not image.hasalpha():
+            image = image.bandjoin_const([255])
+        background = [WHITE] * image.bands if fmt == "jpeg" else [0.0] * image.bands
+        left, top = (p.width - p.resize_width) // 2, (p.height - p.resize_height) // 2
+        image = per_page(
+            image,
+            lambda f: f.embed(
+                left, top, p.width, p.height, extend="background", background=background
+            ),
+        )
+    return image
+
+
+def page_height(image: pyvips.Image) -> int:
+    if image.get_typeof("page-height"):
+        return int(image.get("page-height"))
+    return int(image.height)
+
+
+def per_page(image: pyvips.Image, step: Callable[[pyvips.Image], pyvips.Image]) -> pyvips.Image:
+    """Apply `step` to each frame of a frame strip (or to the image if it has one frame)."""
+    page = page_height(image)
+    if page >= image.height:
+        return step(image)
+    frames = [step(image.crop(0, top, image.width, page)) for top in range(0, image.height, page)]
+    joined = pyvips.Image.arrayjoin(frames, across=1).copy()
+    joined.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
+    return joined

@@ -1,0 +1,276 @@
+"""`TransformPool`: libvips renders in worker processes, with admission, timeouts and healing.
+
+- Admission: at most `processes + max_queue` tasks in flight (running + waiting); the next
+  raises `Overloaded` at once, without touching the executor.
+- Timeout: a task past `timeout_s` (queue wait included) raises `Timeout`; a running task
+  cannot be cancelled, so its worker is SIGKILLed and the executor replaced.
+- Healing: a dead worker (segfault, OOM kill, SIGKILL) breaks a `ProcessPoolExecutor` for
+  everyone. The pool builds a new executor once per break (a generation counter), fails the
+  request whose worker died with `WorkerCrashed`, and retries the innocent ones once.
+  The culprit is told apart by exit status: the executor SIGTERMs the survivors when it breaks.
+- Workers start through `forkserver` (never `fork`: the parent has threads) and live as long as
+  the pool (no `max_tasks_per_child`: it deadlocks on 3.11, CPython gh-115634).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, MutableSequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar, cast
+
+from transforms import worker
+from transforms.errors import Overloaded, Timeout, WorkerCrashed
+from transforms.pipeline import ImageInfo, Rendered, probe, render
+from transforms.spec import Limits, TransformSpec
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 60.0
+CULPRIT_WAIT_S = 2.0  # how long to wait for a broken executor to report its workers' exits
+
+
+class Generation:
+    """One executor and the worker processes it has started (kept after it drops them)."""
+
+    def __init__(self, number: int, executor: ProcessPoolExecutor) -> None:
+        self.number = number
+        self.executor = executor
+        self.processes: dict[int, BaseProcess] = {}
+        self.killed: set[int] = set()  # pids we SIGKILLed for a timeout
+        self.manager: threading.Thread | None = None
+
+    def note_processes(self) -> None:
+        # `_processes` and `_executor_manager_thread` are private, but the executor keeps its
+        # workers nowhere else, and drops both references on shutdown.
+        live = getattr(self.executor, "_processes", None)
+        if live:
+            self.processes.update(live)
+        if self.manager is None:
+            self.manager = getattr(self.executor, "_executor_manager_thread", None)
+
+    def settled(self) -> bool:
+        """True once the executor's manager thread is gone: it has reaped every worker."""
+        return self.manager is None or not self.manager.is_alive()
+
+
+class TransformPool:
+    def __init__(
+        self,
+        processes: int,
+        max_queue: int,
+        timeout_s: float,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        self.processes = processes if processes > 0 else (os.cpu_count() or 1)
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self.on_restart = on_restart
+        self.restarts = 0
+        self.capacity = self.processes + max_queue
+        self._context = multiprocessing.get_context("forkserver")
+        # One slot per task in flight; a task keeps its slot until its worker is done with it.
+        size = self.capacity
+        self._slots = cast(MutableSequence[int], self._context.Array("q", size, lock=False))
+        self._free = list(range(size))
+        self._generation: Generation | None = None
+        self._numbers = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def queued(self) -> int:
+        """Tasks in flight: waiting plus running."""
+        return len(self._slots) - len(self._free)
+
+    @property
+    def healthy(self) -> bool:
+        gen = self._generation
+        return gen is not None and not self._closed and not getattr(gen.executor, "_broken", False)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        gen = self._generation
+        if gen is None:
+            return []
+        gen.note_processes()
+        return [pid for pid, p in gen.processes.items() if p.exitcode is None]
+
+    async def start(self) -> None:
+        """Start every worker now, so the first request does not pay for a spawn."""
+        gen = self._new_generation()
+        await self._warm(gen)
+
+    async def close(self) -> None:
+        self._closed = True
+        gen, self._generation = self._generation, None
+        if gen is not None:
+            await asyncio.to_thread(stop_generation, gen, self.timeout_s)
+        for task in list(self._background):
+            task.cancel()
+
+    async def render(self, data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
+        return await self.run(render, data, spec, limits)
+
+    async def probe(self, data: bytes, limits: Limits) -> ImageInfo:
+        return await self.run(probe, data, limits)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in a worker; `fn` must be a picklable top-level function."""
+        if self._closed or self._generation is None:
+            raise Overloaded("the transform pool is not running")
+        if self.queued >= self.capacity:
+            raise Overloaded("too many transforms waiting")
+        slot = self._free.pop()
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        future: Future[T] | None = None
+        try:
+            for _attempt in (1, 2):
+                gen, future = self._submit(slot, fn, args)
+                if future is None:
+                    continue  # that executor was already broken and has been replaced
+                outcome = await self._await(gen, slot, future, deadline)
+                if outcome is not RETRY:
+                    return cast(T, outcome)
+            raise WorkerCrashed("the transform workers died twice during this task")
+        finally:
+            if future is not None:
+                future.cancel()  # a no-op unless we are leaving while it still waits
+            self._release_when_done(slot, future)
+
+    def _release_when_done(self, slot: int, future: Future[Any] | None) -> None:
+        """Free `slot` now, or when a worker still running it is done (a cancelled caller)."""
+
+        def free() -> None:
+            self._slots[slot] = 0
+            self._free.append(slot)
+
+        if future is None or future.done():
+            free()
+        else:
+            loop = asyncio.get_running_loop()
+            future.add_done_callback(lambda _: loop.call_soon_threadsafe(free))
+
+    def _submit(
+        self, slot: int, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> tuple[Generation, Future[T] | None]:
+        gen = self._generation
+        if gen is None:
+            raise Overloaded("the transform pool is not running")
+        self._slots[slot] = 0
+        try:
+            future: Future[T] = gen.executor.submit(worker.call, slot, fn, *args)
+        except BrokenProcessPool:
+            self._replace(gen)
+            return gen, None
+        gen.note_processes()
+        return gen, future
+
+    async def _await(
+        self, gen: Generation, slot: int, future: Future[T], deadline: float
+    ) -> T | object:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(asyncio.wrap_future(future))
+        except TimeoutError:
+            self._stop_stuck(gen, slot, future)
+            raise Timeout(f"the transform took longer than {self.timeout_s:g} s") from None
+        except BrokenProcessPool:
+            pid = self._slots[slot]
+            self._replace(gen)
+            if pid and pid not in gen.killed and await culprit(gen, pid):
+                raise WorkerCrashed(
+                    "the transform worker died while rendering this image"
+                ) from None
+            return RETRY
+
+    def _stop_stuck(self, gen: Generation, slot: int, future: Future[Any]) -> None:
+        """Cancel a waiting task; kill the worker of a running one and replace the executor."""
+        if future.cancel() or future.done():
+            return
+        pid = self._slots[slot]
+        if pid:
+            gen.killed.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._replace(gen)
+
+    def _replace(self, broken: Generation) -> None:
+        """Swap in a new executor unless another failure already did (same generation)."""
+        with self._lock:
+            if self._closed or self._generation is not broken:
+                return
+            self._new_generation()
+            self.restarts += 1
+        threading.Thread(target=stop_generation, args=(broken, 0.0), daemon=True).start()
+        if self.on_restart is not None:
+            try:
+                self.on_restart()
+            except Exception:
+                log.exception("on_restart callback failed")
+        gen = self._generation
+        if gen is not None:
+            task = asyncio.get_running_loop().create_task(self._warm(gen))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _new_generation(self) -> Generation:
+        self._numbers += 1
+        executor = ProcessPoolExecutor(
+            self.processes,
+            mp_context=self._context,
+            initializer=worker.init_worker,
+            initargs=(self._slots,),
+        )
+        self._generation = Generation(self._numbers, executor)
+        return self._generation
+
+    async def _warm(self, gen: Generation) -> None:
+        """Submit one no-op per process and wait for them; errors surface on real tasks."""
+        with contextlib.suppress(Exception):
+            futures = [gen.executor.submit(worker.warm) for _ in range(self.processes)]
+            gen.note_processes()
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await asyncio.gather(*map(asyncio.wrap_future, futures))
+
+
+RETRY = object()
+
+
+async def culprit(gen: Generation, pid: int) -> bool:
+    """Did worker `pid` die by itself, rather than SIGTERMed by its breaking executor?
+
+    Exit codes are read only after the manager thread has reaped every worker: two threads
+    polling one forkserver sentinel can misread an exit code as 255.
+    """
+    process = gen.processes.get(pid)
+    if process is None:
+        return False
+    if gen.manager is not None:
+        await asyncio.to_thread(gen.manager.join, CULPRIT_WAIT_S)
+    if not gen.settled():
+        return False
+    code = process.exitcode
+    return code is not None and code != -signal.SIGTERM
+
+
+def stop_generation(gen: Generation, grace_s: float) -> None:
+    """Shut an executor down: pending tasks cancelled, running ones given `grace_s`, then killed."""
+    gen.note_processes()
+    gen.executor.shutdown(wait=False, cancel_futures=True)
+    if gen.manager is not None:
+        gen.manager.join(grace_s + 1.0)  # a broken executor reaps its workers itself
+    for process in gen.processes.values():
+        process.join(grace_s)
+        if process.exitcode is None:
+            process.kill()
+            process.join(1.0)
