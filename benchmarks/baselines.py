@@ -15,14 +15,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing as mp
 import os
+import queue
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.scenarios import RenderJob
 
@@ -110,18 +111,36 @@ def run_pyvips(
     ]
     for p in procs:
         p.start()
-    ready = [results.get(timeout=120) for _ in procs]
-    if any(r != "ready" for r in ready):
-        raise RuntimeError(f"pyvips baseline worker failed: {ready}")
-    start.set()
-    outs = [results.get(timeout=duration_s + 120) for _ in procs]
-    for p in procs:
-        p.join(timeout=10)
+    try:
+        ready = collect(results, procs, 120.0)
+        if any(r != "ready" for r in ready):
+            raise RuntimeError(f"pyvips baseline worker failed: {ready}")
+        start.set()
+        outs = collect(results, procs, duration_s + 120.0)
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
     images = sum(o[0] for o in outs)
     rate = sum(o[0] / o[1] for o in outs if o[1] > 0)
     return PyvipsResult(
         processes, images, rate, sum(o[2] for o in outs) / max(1, images), progressive
     )
+
+
+def collect(results: Any, procs: Sequence[Any], timeout_s: float) -> list[Any]:
+    """One message per process; fail fast when a worker dies instead of waiting forever."""
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < len(procs):
+        try:
+            out.append(results.get(timeout=0.5))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"pyvips baseline workers failed (exit codes {dead})") from None
+    return out
 
 
 def pyvips_worker(

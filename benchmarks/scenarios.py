@@ -1,7 +1,8 @@
 """What each scenario requests: URL sequences and the matching baseline jobs. Pure, no I/O.
 
 - `hit`: one hot variant, `/img/static10k.jpg?w=200`, pre-warmed.
-- `miss`: `/img/{src}?w={w}&h={h}` over the six ~1024 px JPEGs, `w` cycling 100..600. `h` runs
+- `miss`: `/img/{src}?w={w}&h={h}` over the six ~1024 px JPEGs, `w` cycling 100..600 (in
+  strides of 97, so any few seconds of load see the whole range evenly). `h` runs
   from 4096 down to 1200: far above any output height these landscape/square sources reach at
   w <= 600, so with the default `fit=inside` the image is exactly what `?w={w}` alone gives (and
   what the baseline renders), yet `h` is a real parameter that enters the cache key. That gives
@@ -35,6 +36,7 @@ HIT_SOURCE = "static10k.jpg"
 HIT_PATH = "/img/static10k.jpg?w=200"
 MISS_WIDTHS = range(100, 601)
 MISS_HEIGHTS = range(4096, 1199, -1)
+WIDTH_STRIDE = 97
 AVATAR_SIZES = (32, 64, 80, 128, 256)
 ZIPF_EXPONENT = 1.1
 ZIPF_HASHES = 10_000
@@ -60,7 +62,8 @@ def miss_path(n: int) -> str:
 def miss_params(n: int) -> tuple[str, int, int]:
     sources, widths = len(MID_SOURCES), len(MISS_WIDTHS)
     src = MID_SOURCES[n % sources]
-    width = MISS_WIDTHS[(n // sources) % widths]
+    # stride 97 (coprime to 501): every short window already spans the whole 100..600 range
+    width = MISS_WIDTHS[(n // sources * WIDTH_STRIDE) % widths]
     height = MISS_HEIGHTS[(n // (sources * widths)) % len(MISS_HEIGHTS)]
     return src, width, height
 

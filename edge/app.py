@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from edge.appkeys import (
+    BROADCAST,
     CONFIG,
     LIMITS,
     METRICS,
@@ -18,14 +19,21 @@ from edge.appkeys import (
     TIERS,
     VARIANTS,
 )
+from edge.broadcast import PurgeBroadcast
 from edge.cache import DiskTier, MemoryTier, TieredCache
 from edge.img import handle_img, handle_raw
 from edge.metrics import create_metrics
 from edge.middleware import error_middleware, metrics_middleware
-from edge.purge import handle_purge, purge_paths_hook
+from edge.purge import drop_locally, handle_purge, purge_paths_hook
 from edge.records import RecordStore
 from edge.sources import create_source
-from edge.status import default_checks, handle_healthz, handle_metrics, handle_readyz
+from edge.status import (
+    default_checks,
+    gauges_ctx,
+    handle_healthz,
+    handle_metrics,
+    handle_readyz,
+)
 from edge.variants import VariantService
 from imgcdn.config import EdgeConfig
 from transforms.pool import TransformPool
@@ -45,7 +53,9 @@ def create_app(
     app[REPORTS_SHARED] = reports_shared
     app[PURGE_HOOKS] = {"paths": purge_paths_hook(app)}
     app[READINESS_CHECKS] = default_checks(app)
-    app.cleanup_ctx.extend([pool_ctx(pool), cache_ctx, source_ctx, variants_ctx])
+    app.cleanup_ctx.extend(
+        [pool_ctx(pool), cache_ctx, source_ctx, variants_ctx, broadcast_ctx, gauges_ctx]
+    )
     add_routes(app)
     return app
 
@@ -111,3 +121,13 @@ async def variants_ctx(app: web.Application) -> AsyncIterator[None]:
     app[VARIANTS] = service
     yield
     await service.close()
+
+
+async def broadcast_ctx(app: web.Application) -> AsyncIterator[None]:
+    broadcast = PurgeBroadcast(
+        app[TIERS].disk, lambda field, values: drop_locally(app, field, values)
+    )
+    await broadcast.start()
+    app[BROADCAST] = broadcast
+    yield
+    await broadcast.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge.broadcast import PurgeBroadcast
 from edge.cache import TieredCache
 from edge.metrics import Metrics
 from edge.sources import Source
@@ -14,8 +16,15 @@ from imgcdn.config import EdgeConfig
 from transforms.pool import TransformPool
 from transforms.spec import Limits
 
-# A purge field ("paths", later "hashes") -> what drops its values; returns how many were dropped.
-PurgeHook = Callable[[list[str]], Awaitable[int]]
+
+@dataclass(frozen=True)
+class PurgeHook:
+    """What `POST /_purge` does with one field's values ("paths"; avatars add "hashes")."""
+
+    drop: Callable[[list[str]], Awaitable[int]]  # shared tiers + this process; returns the count
+    drop_local: Callable[[list[str]], None]  # this process's copies only (another one purged)
+
+
 # A readiness check: None when fine, else a one-line reason.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
@@ -29,3 +38,4 @@ PURGE_HOOKS = web.AppKey("purge_hooks", dict[str, PurgeHook])
 READINESS_CHECKS = web.AppKey("readiness_checks", list[ReadinessCheck])
 LIMITS = web.AppKey("limits", Limits)
 REPORTS_SHARED = web.AppKey("reports_shared", bool)  # this process reports shared gauges (disk)
+BROADCAST = web.AppKey("broadcast", PurgeBroadcast)

@@ -98,6 +98,9 @@ class MemoryTier:
         return True
 
     async def evict(self, tag: str) -> int:
+        return self.evict_now(tag)
+
+    def evict_now(self, tag: str) -> int:
         # A scan, not an index: purges are rare and a few thousand entries scan in well under 1 ms.
         doomed = [key for key, entry in self._lru.items() if entry.tag == tag]
         for key in doomed:
@@ -134,6 +137,11 @@ class DiskTier:
     @property
     def available(self) -> bool:
         return self._cache is not None
+
+    @property
+    def cache(self) -> diskcache.Cache | None:
+        """The open diskcache (for small shared records such as the purge log), or None."""
+        return self._cache
 
     async def open(self) -> bool:
         if self.max_bytes > 0 and self._cache is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from functools import partial
+from typing import cast
 
 from aiohttp import web
 
@@ -17,7 +18,7 @@ from edge.sources import Fetched
 from edge.variants import Rendition
 from transforms.errors import UnsupportedImage
 from transforms.formats import CONTENT_TYPES, negotiate, sniff
-from transforms.spec import TransformSpec, parse_spec
+from transforms.spec import Format, TransformSpec, parse_spec
 
 RAW_TYPES = {**CONTENT_TYPES, "tiff": "image/tiff", "heif": "image/heif"}
 
@@ -33,7 +34,7 @@ async def handle_img(request: web.Request) -> web.Response:
     )
     spec = dataclasses.replace(
         spec,
-        format=spec.format if fmt == "source" else fmt,  # "source": the pipeline keeps it
+        format=spec.format if fmt == "source" else cast(Format, fmt),  # "source": keep it
         progressive=config.transforms.jpeg_progressive,
     )
     served = await request.app[VARIANTS].serve(

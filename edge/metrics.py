@@ -106,6 +106,6 @@ def render_metrics(metrics: Metrics) -> bytes:
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(metrics.registry)

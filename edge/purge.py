@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edge.appkeys import CONFIG, PURGE_HOOKS, VARIANTS, PurgeHook
+from edge.appkeys import BROADCAST, CONFIG, PURGE_HOOKS, VARIANTS, PurgeHook
 from edge.errors import Forbidden, Unauthorized
 from edge.paths import clean_path
 from transforms.errors import InvalidParam
@@ -61,17 +61,29 @@ async def handle_purge(request: web.Request) -> web.Response:
     purged = 0
     for name, values in parse_purge(body).items():
         hook = hooks.get(name)
-        if hook is not None:
-            purged += await hook(values)
+        if hook is not None and values:
+            purged += await hook.drop(values)
+            await request.app[BROADCAST].publish(name, values)  # the host's other processes
     return web.json_response({"purged": purged})
+
+
+def drop_locally(app: web.Application, field: str, values: list[str]) -> None:
+    """Apply a purge another process of this host logged (see edge/broadcast.py)."""
+    hook = app[PURGE_HOOKS].get(field)
+    if hook is not None:
+        hook.drop_local(values)
 
 
 def purge_paths_hook(app: web.Application) -> PurgeHook:
     """Drop every variant (both tiers) and the record of each source path."""
 
-    async def purge_paths(values: list[str]) -> int:
+    async def drop(values: list[str]) -> int:
         paths = [clean_path(value.lstrip("/")) for value in values]  # all checked before any drop
         variants = app[VARIANTS]
         return sum([await variants.purge(path) for path in paths])
 
-    return purge_paths
+    def drop_local(values: list[str]) -> None:
+        for value in values:
+            app[VARIANTS].forget_locally(value.lstrip("/"))
+
+    return PurgeHook(drop, drop_local)

@@ -61,7 +61,7 @@ class HttpSource:
 
     async def fetch(self, path: str) -> Fetched:
         fetched = await self._get(path, {})
-        assert fetched is not None  # no conditional headers, so no 304
+        assert isinstance(fetched, Fetched)  # no conditional headers, so no 304
         return fetched
 
     async def revalidate(self, path: str, record: SourceRecord) -> Validators:
@@ -75,7 +75,7 @@ class HttpSource:
 
     async def _get(
         self, path: str, headers: dict[str, str], unchanged: SourceRecord | None = None
-    ) -> Any:
+    ) -> Fetched | Validators:
         assert self._session is not None, "HttpSource.start() not called"
         url = self.base_url + quote(path, safe="/")
         try:

@@ -108,16 +108,17 @@ class DirSource:
             fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             raise NotFound(f"{path}: not found") from None
-        with os.fdopen(fd, "rb") as file:
-            info = os.fstat(file.fileno())
+        try:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise NotFound(f"{path}: not found")
             if info.st_size > self.max_bytes:
                 raise too_large(path, self.max_bytes)
-            try:
-                body = file.read(self.max_bytes + 1)
-            except OSError as err:
-                raise OriginFailed(f"{path}: source read failed ({err.strerror})") from None
+            body = read_fd(fd, self.max_bytes + 1)
+        except OSError as err:
+            raise OriginFailed(f"{path}: source read failed ({err.strerror})") from None
+        finally:
+            os.close(fd)
         if len(body) > self.max_bytes:  # grew while we read it
             raise too_large(path, self.max_bytes)
         return Fetched(body, validators_from_stat(info))
@@ -128,6 +129,19 @@ class DirSource:
         if not stat.S_ISREG(info.st_mode):
             raise NotFound(f"{path}: not found")
         return validators_from_stat(info)
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    """Read up to `limit` bytes (fewer at end of file)."""
+    parts: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
 
 
 def validators_from_stat(info: os.stat_result) -> Validators:

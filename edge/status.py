@@ -8,6 +8,8 @@ disk cache; avatars add "origin reachable".
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -51,13 +53,35 @@ def default_checks(app: web.Application) -> list[ReadinessCheck]:
     return [transform_pool, disk_cache]
 
 
+GAUGE_INTERVAL_S = 2.0
+
+
+def update_gauges(app: web.Application) -> None:
+    metrics, tiers = app[METRICS], app[TIERS]
+    metrics.transform_queue.set(app[POOL].queued)
+    metrics.cache_bytes.labels(tier="memory").set(tiers.memory.size_bytes())
+    if app[REPORTS_SHARED]:  # the disk is shared: one process reports it, or the sum lies
+        metrics.cache_bytes.labels(tier="disk").set(tiers.disk.size_bytes())
+
+
+async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Refresh the gauges now and then: with several processes, any one may answer a scrape."""
+
+    async def refresh() -> None:
+        while True:
+            update_gauges(app)
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+
+    task = asyncio.create_task(refresh())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def handle_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
-    metrics.transform_queue.set(request.app[POOL].queued)
-    tiers = request.app[TIERS]
-    metrics.cache_bytes.labels(tier="memory").set(tiers.memory.size_bytes())
-    if request.app[REPORTS_SHARED]:
-        metrics.cache_bytes.labels(tier="disk").set(tiers.disk.size_bytes())
+    update_gauges(request.app)
     body = render_metrics(metrics)
     return web.Response(
         body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}

@@ -234,6 +234,12 @@ class VariantService:
         await self.records.drop(source_id)
         return await self.tiers.evict(path_tag(source_id))
 
+    def forget_locally(self, path: str) -> int:
+        """Drop this process's memory copies of `path` (another process purged the disk)."""
+        source_id = self.source.identity(path)
+        self.records.forget_locally(source_id)
+        return self.tiers.memory.evict_now(path_tag(source_id))
+
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()

@@ -15,8 +15,9 @@ from imgcdn.config import OriginConfig
 from origin import lookups, photos, uploads, users
 from origin.blobstore import open_blobstore
 from origin.db import Database
+from origin.inflight import InFlight
 from origin.janitor import sweep_forever
-from origin.keys import BLOBS, CONFIG, DATABASE, HTTP, METRICS, PURGER, SIGNING_KEY
+from origin.keys import BLOBS, CONFIG, DATABASE, HTTP, INFLIGHT, METRICS, PURGER, SIGNING_KEY
 from origin.metrics import Handler, OriginMetrics, route_of, timer
 from origin.payload import MAX_JSON_BYTES
 from origin.purge import Purger
@@ -38,6 +39,7 @@ def create_app(config: OriginConfig) -> web.Application:
     key = config.upload_signing_key
     app[SIGNING_KEY] = key.encode("utf-8") if key else secrets.token_bytes(32)
     app[METRICS] = OriginMetrics()
+    app[INFLIGHT] = InFlight()
     app.cleanup_ctx.append(resources)
     add = app.router
     add.add_post("/v1/users", users.create_user)
@@ -89,7 +91,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = timer()
     response: web.StreamResponse
     try:
-        response = await handler(request)
+        with request.app[INFLIGHT].track():
+            response = await handler(request)
     except ImgcdnError as err:
         if err.status >= 500:
             log.warning("%s %s -> %s: %s", request.method, request.path, err.status, err.message)

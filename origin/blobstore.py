@@ -47,12 +47,24 @@ class BlobStore(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
+    def sealed_key(self, key: str) -> str:
+        """Where an upload's bytes live once registered: out of reach of its upload URL."""
+
+    async def seal(self, key: str) -> bool:
+        """Copy `key` to `sealed_key(key)`; False when `key` does not exist."""
+
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
     async def delete(self, key: str) -> None: ...
 
     async def check(self) -> None:
         """Raise StorageFailed unless the store answers."""
+
+
+async def discard(blobs: BlobStore, upload_key: str) -> None:
+    """Delete an upload's object and its sealed copy, if any."""
+    for key in dict.fromkeys((upload_key, blobs.sealed_key(upload_key))):
+        await blobs.delete(key)
 
 
 def check_key(key: str) -> str:
@@ -104,6 +116,12 @@ class LocalBlobStore:
             return None
         except OSError as err:
             raise StorageFailed("storage: cannot read the blob") from err
+
+    def sealed_key(self, key: str) -> str:
+        return key  # the upload URL is single-use and written by rename: nothing can follow
+
+    async def seal(self, key: str) -> bool:
+        return await self.stat(key) is not None
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         async def one() -> AsyncIterator[bytes]:

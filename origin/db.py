@@ -49,8 +49,9 @@ class Database:
                 yield conn
         except IntegrityError:
             raise
-        except (DBAPIError, PoolTimeout, OSError) as err:
-            log.warning("database error: %s", err.__class__.__name__, exc_info=err)
+        except (DBAPIError, PoolTimeout, OSError, TimeoutError) as err:
+            cause = getattr(err, "orig", None) or err
+            log.warning("database error: %s: %s", type(cause).__name__, str(cause).split("\n")[0])
             raise DatabaseUnavailable("database: not available, try again") from err
 
     async def ping(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from origin.blobstore import BlobStore
+from origin.blobstore import BlobStore, discard
 from origin.db import Database
 from transforms.errors import ImgcdnError
 
@@ -22,8 +22,10 @@ async def sweep_uploads(db: Database, blobs: BlobStore, cutoff: float) -> int:
     deleted = 0
     for upload in await db.stale_uploads(cutoff):
         if await db.drop_upload(upload.photo_id):
-            await blobs.delete(upload.storage_key)
+            await discard(blobs, upload.storage_key)
             deleted += 1
+        elif blobs.sealed_key(upload.storage_key) != upload.storage_key:
+            await blobs.delete(upload.storage_key)  # a replayed PUT after registration
     return deleted
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from imgcdn.config import OriginConfig
 from origin.blobstore import BlobStore
 from origin.db import Database
+from origin.inflight import InFlight
 from origin.metrics import OriginMetrics
 from origin.purge import Purger
 
@@ -18,3 +19,4 @@ PURGER = web.AppKey("purger", Purger)
 METRICS = web.AppKey("metrics", OriginMetrics)
 SIGNING_KEY = web.AppKey("signing_key", bytes)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+INFLIGHT = web.AppKey("inflight", InFlight)

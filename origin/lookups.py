@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+from collections.abc import Awaitable
 
 from aiohttp import web
 
@@ -88,12 +89,15 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-async def probe_health(check: object) -> str:
+async def probe_health(check: Awaitable[None]) -> str:
+    """ "ok", or why the check failed."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_S):
-            await check  # type: ignore[misc]
-    except (ImgcdnError, TimeoutError) as err:
-        return getattr(err, "message", "timed out")
+            await check
+    except ImgcdnError as err:
+        return err.message
+    except TimeoutError:
+        return f"no answer within {HEALTH_TIMEOUT_S} s"
     return "ok"
 
 

@@ -41,7 +41,7 @@ async def register_photo(request: web.Request) -> web.Response:
     photo = Photo(
         id=photo_id,
         user_id=user.id,
-        storage_key=upload.storage_key,
+        storage_key=verified.storage_key,
         content_type=verified.content_type,
         width=verified.width,
         height=verified.height,
@@ -54,6 +54,8 @@ async def register_photo(request: web.Request) -> web.Response:
     if not await db.register_photo(photo):
         raise Conflict("photo_id: already registered")
     metrics.uploads.labels(result="registered").inc()
+    if photo.storage_key != upload.storage_key:  # sealed: the uploaded original is not needed
+        await delete_quietly(request, upload.storage_key)
     return web.json_response(photo_json(photo, user.active_photo_id), status=201)
 
 
@@ -90,11 +92,17 @@ async def delete_photo(request: web.Request) -> web.Response:
     photo, was_active = deleted
     if was_active:
         purge(request, user)
-    try:  # the row is gone first, so a failure here leaves garbage, never a row without bytes
-        await request.app[BLOBS].delete(photo.storage_key)
-    except StorageFailed:
-        log.warning("photo %s deleted, its blob %s was not", photo.id, photo.storage_key)
+    # the row is gone first, so a failure here leaves garbage, never a row without bytes
+    await delete_quietly(request, photo.storage_key)
     return web.Response(status=204)
+
+
+async def delete_quietly(request: web.Request, key: str) -> None:
+    """Delete a blob nothing points at any more; a failure only leaves garbage behind."""
+    try:
+        await request.app[BLOBS].delete(key)
+    except StorageFailed:
+        log.warning("blob %s was not deleted", key)
 
 
 def purge(request: web.Request, user: User) -> None:

@@ -7,11 +7,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from origin.blobstore import BlobStore
+from origin.blobstore import BlobStore, discard
 from origin.errors import Conflict
 from origin.models import FORMAT_TYPES, Upload
 from transforms.errors import CorruptImage, InvalidParam, SourceTooLarge, UnsupportedImage
-from transforms.pipeline import probe
+from transforms.pipeline import ImageInfo, probe
 from transforms.spec import Limits
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ REFUSALS = (SourceTooLarge, InvalidParam, UnsupportedImage, CorruptImage)
 
 @dataclass(frozen=True)
 class Verified:
+    storage_key: str  # the sealed copy: what the photo row points at
     content_type: str  # detected from the bytes, not the type the client claimed
     width: int
     height: int
@@ -31,25 +32,33 @@ class Verified:
 
 
 async def verify_upload(blobs: BlobStore, upload: Upload, max_bytes: int) -> Verified:
-    """Stat, size-check, read and probe the object; a refused object is deleted."""
+    """Stat, seal, read and probe the object; a refused object is deleted.
+
+    The bytes checked are read from the sealed copy, which no upload URL can write, so what
+    passed the probe is exactly what the photo serves.
+    """
     size = await blobs.stat(upload.storage_key)
     if size is None:
         raise Conflict("photo_id: nothing has been uploaded for this photo yet")
+    key = blobs.sealed_key(upload.storage_key)
     try:
         check_size(size, upload.size, max_bytes)
-        data = await blobs.get(upload.storage_key)
+        data = await blobs.get(key) if await blobs.seal(upload.storage_key) else None
         if data is None:
-            raise Conflict("photo_id: nothing has been uploaded for this photo yet")
+            raise Conflict("photo_id: the upload vanished while it was checked, register again")
         check_size(len(data), upload.size, max_bytes)  # it may have changed since the stat
-        # Header-only probe: cheap enough for a thread, no need for a process pool.
-        info = await asyncio.to_thread(probe, data, Limits(max_src_bytes=max_bytes))
+        info, digest = await asyncio.to_thread(inspect, data, Limits(max_src_bytes=max_bytes))
         content_type = detected_type(info.format, data)
     except REFUSALS as err:
         log.info("refused upload %s: %s", upload.photo_id, err.message)
-        await blobs.delete(upload.storage_key)
+        await discard(blobs, upload.storage_key)
         raise
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    return Verified(content_type, info.width, info.height, len(data), etag)
+    return Verified(key, content_type, info.width, info.height, len(data), f'"{digest[:32]}"')
+
+
+def inspect(data: bytes, limits: Limits) -> tuple[ImageInfo, str]:
+    """Header probe and content hash, together in one worker thread (both are cheap)."""
+    return probe(data, limits), hashlib.sha256(data).hexdigest()
 
 
 def check_size(actual: int, reserved: int, max_bytes: int) -> None:

@@ -71,6 +71,21 @@ class S3BlobStore:
             raise StorageFailed("storage: S3 read failed") from err
         return data
 
+    def sealed_key(self, key: str) -> str:
+        # A presigned PUT can be replayed until it expires, even after registration, so the
+        # registered bytes are a server-side copy that no URL can write.
+        return f"{key}/v1"
+
+    async def seal(self, key: str) -> bool:
+        copied = await self.call(
+            self.client.copy_object,
+            Bucket=self.bucket,
+            Key=self.object_key(self.sealed_key(key)),
+            CopySource={"Bucket": self.bucket, "Key": self.object_key(key)},
+            MetadataDirective="COPY",
+        )
+        return copied is not None
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await self.call(
             self.client.put_object,

@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from imgcdn.config import ConfigError
+
 metadata = MetaData()
 
 photos = Table(
@@ -85,7 +87,7 @@ def async_url(url: str) -> str:
     elif backend in ("postgresql", "postgres") and "+" not in parsed.drivername:
         parsed = parsed.set(drivername="postgresql+asyncpg")
     elif backend not in ("sqlite", "postgresql"):
-        raise ValueError(f"origin.database_url: unsupported database {backend!r}")
+        raise ConfigError(f"origin.database_url: unsupported database {backend!r}")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -101,7 +103,14 @@ def make_engine(url: str) -> AsyncEngine:
         if not database or database == ":memory:":
             options = {}
     else:
-        options.update(pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=10)
+        options.update(
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=10,
+            # a dead or wedged server must become a 503, not a request that hangs
+            connect_args={"timeout": 5, "command_timeout": 10},
+        )
     engine = create_async_engine(full, **options)
     if full.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", configure_sqlite)

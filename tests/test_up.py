@@ -154,16 +154,35 @@ def up_env(edge_port: int, origin_port: int) -> dict[str, str]:
     return env
 
 
-def start_up(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    log = (tmp_path / "up-stderr.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "imgcdn.cli", "up", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
+@pytest.fixture
+def start_up(tmp_path: Path):
+    """Start `imgcdn up ARGS` in tmp_path; at teardown nothing it started may be left running."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        log = (tmp_path / "up-stderr.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imgcdn.cli", "up", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=GRACE_S + 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    for pid in running_in(tmp_path):
+        os.kill(pid, signal.SIGKILL)
 
 
 def read_lines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
@@ -243,72 +262,59 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return response.status, response.headers["Content-Type"], response.read()
 
 
-def test_up_demo_serves_the_printed_urls_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    up = start_up(tmp_path, up_env(free_port(), free_port()), "--demo")
-    try:
-        lines = read_lines(up)
-        avatar_line = wait_for_line(lines, "avatar s=80 ", timeout_s=120)
-        image_line = wait_for_line(lines, "any image, resized", timeout_s=5)
-        wait_for_line(lines, "Ctrl-C stops both", timeout_s=5)
-        children = descendants(up.pid)
-        assert len(children) >= 2  # origin and edge (and the edge's workers)
+def test_up_demo_serves_the_printed_urls_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, start_up
+) -> None:
+    up = start_up(up_env(free_port(), free_port()), "--demo")
+    lines = read_lines(up)
+    avatar_line = wait_for_line(lines, "avatar s=80 ", timeout_s=120)
+    image_line = wait_for_line(lines, "any image, resized", timeout_s=5)
+    wait_for_line(lines, "Ctrl-C stops both", timeout_s=5)
+    children = descendants(up.pid)
+    assert len(children) >= 2  # origin and edge (and the edge's workers)
 
-        status, content_type, body = fetch(avatar_line.split()[-1])
-        assert status == 200 and content_type.startswith("image/")
-        avatar = pyvips.Image.new_from_buffer(body, "")
-        assert (avatar.width, avatar.height) == (80, 80)
-        status, _, body = fetch(image_line.split()[-1])
-        assert status == 200 and pyvips.Image.new_from_buffer(body, "").width == 300
+    status, content_type, body = fetch(avatar_line.split()[-1])
+    assert status == 200 and content_type.startswith("image/")
+    avatar = pyvips.Image.new_from_buffer(body, "")
+    assert (avatar.width, avatar.height) == (80, 80)
+    status, _, body = fetch(image_line.split()[-1])
+    assert status == 200 and pyvips.Image.new_from_buffer(body, "").width == 300
 
-        up.send_signal(signal.SIGTERM)
-        assert up.wait(timeout=GRACE_S + 10) == 0
-        assert not [pid for pid in children if alive(pid)]
-        assert not running_in(tmp_path)
-    finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(timeout=GRACE_S + 10) == 0
+    assert not [pid for pid in children if alive(pid)]
+    assert not running_in(tmp_path)
     stderr = (tmp_path / "up-stderr.log").read_text()
     assert "Traceback" not in stderr, stderr
 
 
-def test_up_demo_again_reuses_the_demo_user(tmp_path: Path) -> None:
+def test_up_demo_again_reuses_the_demo_user(tmp_path: Path, start_up) -> None:
     """Second run on the same ./var: the user exists (409), its saved token is reused."""
     env = up_env(free_port(), free_port())
     for expected in ("created", "reused"):
-        up = start_up(tmp_path, env, "--demo")
-        try:
-            lines = read_lines(up)
-            wait_for_line(lines, f"demo: {expected} demo@imgcdn.example", timeout_s=120)
-            wait_for_line(lines, "Ctrl-C stops both", timeout_s=5)
-            up.send_signal(signal.SIGINT)
-            assert up.wait(timeout=GRACE_S + 10) == 0
-        finally:
-            if up.poll() is None:
-                up.kill()
-                up.wait()
+        up = start_up(env, "--demo")
+        lines = read_lines(up)
+        wait_for_line(lines, f"demo: {expected} demo@imgcdn.example", timeout_s=120)
+        wait_for_line(lines, "Ctrl-C stops both", timeout_s=5)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=GRACE_S + 10) == 0
 
 
-def test_up_says_which_child_failed_and_stops_the_other(tmp_path: Path) -> None:
+def test_up_says_which_child_failed_and_stops_the_other(tmp_path: Path, start_up) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        edge_port = taken.getsockname()[1]
-        up = start_up(tmp_path, up_env(edge_port, free_port()))
-        try:
-            assert up.wait(timeout=60) == 1
-        finally:
-            if up.poll() is None:
-                up.kill()
-                up.wait()
+        up = start_up(up_env(taken.getsockname()[1], free_port()))
+        assert up.wait(timeout=60) == 1
     stderr = (tmp_path / "up-stderr.log").read_text()
     assert "imgcdn up: edge exited with code" in stderr, stderr
     assert not running_in(tmp_path)
 
 
-def test_up_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("edge:\n  port: lots\n")
-    up = start_up(tmp_path, up_env(free_port(), free_port()), "--config", "bad.yaml")
+def test_up_refuses_a_bad_config_in_one_line(tmp_path: Path, start_up) -> None:
+    (tmp_path / "bad.yaml").write_text("edge:\n  workers: lots\n")
+    up = start_up(up_env(free_port(), free_port()), "--config", "bad.yaml")
     assert up.wait(timeout=30) == 2
     stderr = (tmp_path / "up-stderr.log").read_text().strip()
-    assert stderr == "imgcdn up: config: edge.port: expected an integer, got 'lots'"
+    assert stderr == "imgcdn up: config: edge.workers: expected an integer, got 'lots'"
+    assert not (tmp_path / "var").exists()  # nothing started, nothing created

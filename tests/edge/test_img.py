@@ -86,7 +86,9 @@ async def test_memory_budget_evicts_lru_and_holds(make_edge: EdgeFactory, tmp_pa
         sizes.append(len(await r.read()))
     assert sum(sizes) > budget  # the test only means something if the budget overflowed
     metrics = await (await client.get("/metrics")).text()
-    [line] = [ln for ln in metrics.splitlines() if ln.startswith('imgcdn_edge_cache_bytes{tier="memory"}')]
+    [line] = [
+        ln for ln in metrics.splitlines() if ln.startswith('imgcdn_edge_cache_bytes{tier="memory"}')
+    ]
     assert 0 < float(line.split()[-1]) <= budget
     oldest = await client.get("/img/astronaut.jpg?w=200&fm=jpeg")
     assert oldest.headers["X-Cache"] == "HIT-DISK"  # evicted from memory, still on disk
@@ -94,7 +96,9 @@ async def test_memory_budget_evicts_lru_and_holds(make_edge: EdgeFactory, tmp_pa
     assert newest.headers["X-Cache"] == "HIT-MEMORY"
 
 
-async def test_if_none_match_gets_304_and_head_has_no_body(make_edge: EdgeFactory, tmp_path, images):
+async def test_if_none_match_gets_304_and_head_has_no_body(
+    make_edge: EdgeFactory, tmp_path, images
+):
     client = await make_edge(edge_config(tmp_path, images))
     first = await client.get("/img/astronaut.jpg?w=50")
     etag = first.headers["ETag"]
@@ -169,7 +173,9 @@ async def test_raw_serves_the_original_bytes(make_edge: EdgeFactory, tmp_path, i
         ("/nothing-here", 404, "not found"),
     ],
 )
-async def test_refusals_are_one_plain_line(make_edge: EdgeFactory, tmp_path, images, target, status, says):
+async def test_refusals_are_one_plain_line(
+    make_edge: EdgeFactory, tmp_path, images, target, status, says
+):
     client = await make_edge(edge_config(tmp_path, images))
     r = await client.get(target)
     assert r.status == status
@@ -186,8 +192,12 @@ async def test_corrupt_image_is_422(make_edge: EdgeFactory, tmp_path, images):
 
 async def test_source_over_max_src_bytes_is_413(make_edge: EdgeFactory, tmp_path, images):
     config = edge_config(tmp_path, images)
-    config = config.__class__(**{**config.__dict__, "transforms": config.transforms.__class__(
-        processes=2, max_src_bytes=10_000)})
+    config = config.__class__(
+        **{
+            **config.__dict__,
+            "transforms": config.transforms.__class__(processes=2, max_src_bytes=10_000),
+        }
+    )
     client = await make_edge(config)
     r = await client.get("/img/astronaut.jpg?w=10")
     assert r.status == 413 and "max_src_bytes" in await r.text()
@@ -254,3 +264,22 @@ async def test_signed_urls(make_edge: EdgeFactory, tmp_path, images):
     reordered = f"/img/astronaut.jpg?fm=png&sig={sig}&w=30"
     assert (await client.get(reordered)).status == 200
     assert (await client.get("/raw/astronaut.jpg")).status == 200
+
+
+async def test_full_transform_queue_is_503_with_retry_after(aiohttp_client, tmp_path, images):
+    from edge.app import create_app
+    from transforms.pool import TransformPool
+
+    pool = TransformPool(processes=1, max_queue=1, timeout_s=30)
+    await pool.start()
+    try:
+        client = await aiohttp_client(create_app(edge_config(tmp_path, images), pool=pool))
+        responses = await asyncio.gather(
+            *(client.get(f"/img/astronaut.jpg?w={900 + i}&fm=png") for i in range(8))
+        )
+        refused = [r for r in responses if r.status == 503]
+        assert refused and any(r.status == 200 for r in responses)
+        assert refused[0].headers["Retry-After"].isdigit()
+        assert (await refused[0].text()).count("\n") == 1
+    finally:
+        await pool.close()

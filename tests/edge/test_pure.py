@@ -91,8 +91,20 @@ def test_clean_path_accepts(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["", "../etc/passwd", "a/../../b", "..", "./a", "a/./b", "/etc/passwd", "a//b", "a\\..\\b",
-     "a\x00b", "a\nb", "x" * 2000],
+    [
+        "",
+        "../etc/passwd",
+        "a/../../b",
+        "..",
+        "./a",
+        "a/./b",
+        "/etc/passwd",
+        "a//b",
+        "a\\..\\b",
+        "a\x00b",
+        "a\nb",
+        "x" * 2000,
+    ],
 )
 def test_clean_path_refuses(path: str) -> None:
     with pytest.raises(InvalidParam):
@@ -120,7 +132,11 @@ def test_keys_change_with_every_part() -> None:
         (Outcome("MISS", fwd="miss", stored=True), 100, "imgcdn; fwd=miss; stored"),
         (COALESCED, 100, "imgcdn; fwd=miss; collapsed"),
         (STALE_REVALIDATING, -5, "imgcdn; fwd=stale; ttl=-5; detail=stale-while-revalidate"),
-        (stale_if_error(502), -9, "imgcdn; fwd=stale; fwd-status=502; ttl=-9; detail=stale-if-error"),
+        (
+            stale_if_error(502),
+            -9,
+            "imgcdn; fwd=stale; fwd-status=502; ttl=-9; detail=stale-if-error",
+        ),
         (revalidated("disk"), 60, "imgcdn; fwd=stale; fwd-status=304; ttl=60; detail=disk"),
     ],
 )
@@ -154,8 +170,15 @@ def test_cache_control_and_server_timing() -> None:
 
 @pytest.mark.parametrize(
     ("age", "expected"),
-    [(0, Freshness.FRESH), (9.9, Freshness.FRESH), (10, Freshness.STALE), (19.9, Freshness.STALE),
-     (20, Freshness.EXPIRED), (109.9, Freshness.EXPIRED), (110, Freshness.DEAD)],
+    [
+        (0, Freshness.FRESH),
+        (9.9, Freshness.FRESH),
+        (10, Freshness.STALE),
+        (19.9, Freshness.STALE),
+        (20, Freshness.EXPIRED),
+        (109.9, Freshness.EXPIRED),
+        (110, Freshness.DEAD),
+    ],
 )
 def test_classify(age: float, expected: Freshness) -> None:
     record = SourceRecord(validator="v", checked_at=1000.0, max_age=10)
@@ -163,7 +186,7 @@ def test_classify(age: float, expected: Freshness) -> None:
 
 
 def test_record_round_trip_and_refusal() -> None:
-    record = SourceRecord("etag:\"x\"", 12.5, 60, last_modified=3.0, etag='"x"')
+    record = SourceRecord('etag:"x"', 12.5, 60, last_modified=3.0, etag='"x"')
     assert SourceRecord.decode(record.encode()) == record
     for bad in (b"[]", b"{}", b'{"validator": 1}', b"not json"):
         with pytest.raises(ValueError):
@@ -172,8 +195,15 @@ def test_record_round_trip_and_refusal() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("public, max-age=60", 60), ("max-age=60, s-maxage=5", 5), ("no-cache", 0),
-     ("private, max-age=60", 0), ("max-age=abc", None), ('max-age="30"', 30)],
+    [
+        (None, None),
+        ("public, max-age=60", 60),
+        ("max-age=60, s-maxage=5", 5),
+        ("no-cache", 0),
+        ("private, max-age=60", 0),
+        ("max-age=abc", None),
+        ('max-age="30"', 30),
+    ],
 )
 def test_parse_max_age(header: str | None, expected: float | None) -> None:
     assert parse_max_age(header) == expected

@@ -34,10 +34,14 @@ class Api:
         assert response.status == 201, await response.text()
         return dict(await response.json())
 
-    async def send(self, upload: dict[str, Any], data: bytes, **headers: str) -> aiohttp.ClientResponse:
+    async def send(
+        self, upload: dict[str, Any], data: bytes, **headers: str
+    ) -> aiohttp.ClientResponse:
         """PUT the bytes to the signed URL with the headers the reservation asked for."""
         sent = {**upload["headers"], **{k.replace("_", "-"): v for k, v in headers.items()}}
-        async with self.http.request(upload["method"], upload["upload_url"], data=data, headers=sent) as r:
+        async with self.http.request(
+            upload["method"], upload["upload_url"], data=data, headers=sent
+        ) as r:
             await r.read()
             return r
 
@@ -45,7 +49,9 @@ class Api:
         body = {"photo_id": photo_id, **extra}
         return await self.client.post("/v1/photos", json=body, headers=auth(token))
 
-    async def add_photo(self, token: str, data: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:
+    async def add_photo(
+        self, token: str, data: bytes, content_type: str = "image/jpeg"
+    ) -> dict[str, Any]:
         """Reserve, upload and register; returns the photo object."""
         upload = await self.reserve_ok(token, content_type, len(data))
         sent = await self.send(upload, data)

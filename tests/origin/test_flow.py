@@ -108,7 +108,9 @@ async def test_state_survives_restart(
     assert (await api.set_active(user["token"], photo["id"])).status == 200
     await api.client.close()
 
-    again = await start_origin(make_config(database_url=config.database_url, storage=config.storage))
+    again = await start_origin(
+        make_config(database_url=config.database_url, storage=config.storage)
+    )
     response = await again.client.get(f"/photos/{user['hash_md5']}")
     assert response.status == 200
     assert await response.read() == sample_bytes("static10k.jpg")

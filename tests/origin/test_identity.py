@@ -19,12 +19,23 @@ def test_hashes_match_gravatars_documented_example() -> None:
 
 @pytest.mark.parametrize(
     "email",
-    ["", "plain", "@example.com", "a@", "a@b", "a b@example.com", "a@exa mple.com",
-     "a@@example.com", "a@example..com", "a@.example.com", "x" * 65 + "@example.com",
-     "a@" + "b" * 250 + ".com"],
+    [
+        "",
+        "plain",
+        "@example.com",
+        "a@",
+        "a@b",
+        "a b@example.com",
+        "a@exa mple.com",
+        "a@@example.com",
+        "a@example..com",
+        "a@.example.com",
+        "x" * 65 + "@example.com",
+        "a@" + "b" * 250 + ".com",
+    ],
 )
 def test_invalid_emails_are_400(email: str) -> None:
-    with pytest.raises(InvalidParam, match="^email: "):
+    with pytest.raises(InvalidParam, match=r"^email: "):
         identify_email(email)
 
 

@@ -53,9 +53,14 @@ async def hanging_edge() -> AsyncIterator[str]:
     server.close()
 
 
-async def photo_owner(api: Api, sample_bytes: Callable[[str], bytes], n: int = 1) -> tuple[dict, list]:
+async def photo_owner(
+    api: Api, sample_bytes: Callable[[str], bytes], n: int = 1
+) -> tuple[dict, list]:
     user = await api.create_user()
-    photos = [await api.add_photo(user["token"], sample_bytes("static10k.jpg") + bytes([i])) for i in range(n)]
+    photos = [
+        await api.add_photo(user["token"], sample_bytes("static10k.jpg") + bytes([i]))
+        for i in range(n)
+    ]
     return user, photos
 
 
@@ -80,12 +85,16 @@ async def test_changes_of_the_active_photo_are_purged_at_every_edge(
         edge.arrived.clear()
 
     # deleting a photo that is not active changes nothing at the edge
-    assert (await api.client.delete(f"/v1/photos/{second['id']}", headers=auth(user["token"]))).status == 204
+    assert (
+        await api.client.delete(f"/v1/photos/{second['id']}", headers=auth(user["token"]))
+    ).status == 204
     await asyncio.sleep(0.2)
     assert all(len(edge.requests) == 1 for edge in edges)
 
     # deleting the active one does
-    assert (await api.client.delete(f"/v1/photos/{first['id']}", headers=auth(user["token"]))).status == 204
+    assert (
+        await api.client.delete(f"/v1/photos/{first['id']}", headers=auth(user["token"]))
+    ).status == 204
     for edge in edges:
         await asyncio.wait_for(edge.arrived.wait(), timeout=1.0)
         assert edge.requests == [expected, expected]

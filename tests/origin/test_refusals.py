@@ -103,9 +103,7 @@ async def test_reservation_refusals(api: Api, body: dict, status: int, words: st
     assert (await error_of(response))["message"].startswith(words)
 
 
-async def test_other_users_photos_are_404(
-    api: Api, sample_bytes: Callable[[str], bytes]
-) -> None:
+async def test_other_users_photos_are_404(api: Api, sample_bytes: Callable[[str], bytes]) -> None:
     alice, bob = (await api.create_user())["token"], (await api.create_user())["token"]
     photo = await api.add_photo(alice, sample_bytes("static10k.jpg"))
     pending = await api.reserve_ok(alice, "image/jpeg", 100)

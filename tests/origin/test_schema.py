@@ -23,5 +23,5 @@ def test_async_url(url: str, expected: str) -> None:
 
 
 def test_other_databases_are_refused() -> None:
-    with pytest.raises(ValueError, match="origin.database_url"):
+    with pytest.raises(ValueError, match=r"origin\.database_url"):
         async_url("mysql://u@h/db")

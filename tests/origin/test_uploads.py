@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from origin.janitor import sweep_uploads
+from origin.keys import BLOBS, DATABASE
 from origin.signing import UploadGrant, sign_grant
 from tests.origin.api import Api, error_of
 from tests.origin.conftest import SIGNING_KEY, MakeConfig, StartOrigin
@@ -65,7 +67,9 @@ async def test_tampered_expired_and_mismatched_puts_write_nothing(
     for target, body, sent in forbidden:
         status, text = await put(local, target, body, sent)
         assert status == 403, (target, status, text)
-    status, text = await put(local, with_query(url, expires=str(past), sig=expired_sig), data, headers)
+    status, text = await put(
+        local, with_query(url, expires=str(past), sig=expired_sig), data, headers
+    )
     assert "expired" in text
 
     bigger = data + b"x"
@@ -84,7 +88,10 @@ async def test_tampered_expired_and_mismatched_puts_write_nothing(
     assert stored_files(tmp_path / "blobs") == []
 
     # none of the refusals used the URL up: the honest PUT still works, exactly once
-    assert await put(local, url, data, headers) == (200, f'{{"photo_id": "{upload["photo_id"]}", "bytes": {len(data)}}}')
+    assert await put(local, url, data, headers) == (
+        200,
+        f'{{"photo_id": "{upload["photo_id"]}", "bytes": {len(data)}}}',
+    )
     reused = await put(local, url, data, headers)
     assert reused[0] == 409 and "already used" in reused[1]
     files = stored_files(tmp_path / "blobs")
@@ -98,7 +105,12 @@ async def test_keys_cannot_escape_the_blob_directory(local: Api, tmp_path: Path)
     query = URL(upload["upload_url"]).query
     base = local.config.public_url
     for path in ("/blobs/..%2F..%2Fescape", "/blobs/%2e%2e/%2e%2e/escape", "/blobs/x/../../escape"):
-        status, _ = await put(local, URL(base + path, encoded=True).with_query(query), b"0123456789", upload["headers"])
+        status, _ = await put(
+            local,
+            URL(base + path, encoded=True).with_query(query),
+            b"0123456789",
+            upload["headers"],
+        )
         assert status in (403, 404)
     assert not (tmp_path / "escape").exists()
     assert stored_files(tmp_path / "blobs") == []
@@ -155,7 +167,11 @@ async def exists(api: Api, s3: Any, key: str) -> bool:
     ("make_body", "status", "words"),
     [
         (lambda jpeg: b"hello, this is a text file".ljust(len(jpeg), b"."), 415, "not an image"),
-        (lambda jpeg: b"<svg xmlns='http://www.w3.org/2000/svg'/>".ljust(len(jpeg)), 415, "not an image"),
+        (
+            lambda jpeg: b"<svg xmlns='http://www.w3.org/2000/svg'/>".ljust(len(jpeg)),
+            415,
+            "not an image",
+        ),
         (lambda jpeg: b"\xff\xd8\xff" + b"\x00garbage" * (len(jpeg) // 8), 422, "header"),
     ],
 )
@@ -238,5 +254,18 @@ async def test_s3_upload_through_the_presigned_url(
     async with stored["Body"] as stream:
         assert await stream.read() == data
     assert (await api.register(user["token"], upload["photo_id"])).status == 201
+    listed = await s3.list_objects_v2(Bucket=bucket, Prefix=key)
+    assert [o["Key"] for o in listed["Contents"]] == [f"{key}/v1"]  # only the sealed copy...
+
+    # ...so replaying the presigned PUT (S3 allows it until expiry) cannot change the photo
+    replay = b"not an image".ljust(len(data), b"!")
+    assert (await api.send(upload, replay)).status == 200
+    raw = await api.client.get(f"/v1/photos/{upload['photo_id']}/raw")
+    assert await raw.read() == data
+    # and the janitor removes the replayed object once the reservation is stale
+    app = api.client.server.app
+    await sweep_uploads(app[DATABASE], app[BLOBS], cutoff=time.time() + 10 * 3600)
+    listed = await s3.list_objects_v2(Bucket=bucket, Prefix=key)
+    assert [o["Key"] for o in listed["Contents"]] == [f"{key}/v1"]
     raw = await api.client.get(f"/v1/photos/{upload['photo_id']}/raw")
     assert await raw.read() == data
