@@ -32,9 +32,7 @@ class EdgeCounters:
             hits=Counter({k: v - before.hits.get(k, 0) for k, v in self.hits.items()}),
             misses=self.misses - before.misses,
             coalesced=self.coalesced - before.coalesced,
-            statuses=Counter(
-                {k: v - before.statuses.get(k, 0) for k, v in self.statuses.items()}
-            ),
+            statuses=Counter({k: v - before.statuses.get(k, 0) for k, v in self.statuses.items()}),
         )
 
     @property

@@ -79,7 +79,7 @@ async def run_load(
                 async with session.get(URL(base + path, encoded=True)) as resp:
                     body = await resp.read()
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
                 socket_errors += 1
                 statuses[f"error:{type(err).__name__}"] += 1
                 state.errors += 1

@@ -6,6 +6,7 @@ form both generators can give (wrk only reports percentiles; the built-in one so
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -46,7 +47,7 @@ class Measurement:
         if not self.curve:
             return math.nan
         points = sorted(self.curve)
-        for (p0, v0), (p1, v1) in zip(points, points[1:], strict=False):
+        for (p0, v0), (p1, v1) in itertools.pairwise(points):
             if p0 <= percentile <= p1:
                 return v0 if p1 == p0 else v0 + (v1 - v0) * (percentile - p0) / (p1 - p0)
         return points[-1][1] if percentile > points[-1][0] else points[0][1]

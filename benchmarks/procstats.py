@@ -31,6 +31,7 @@ class ProcPeak:
 class TreeStats:
     procs: dict[int, ProcPeak] = field(default_factory=dict)
     peak_total_rss: dict[str, int] = field(default_factory=dict)
+    last_total_rss: dict[str, int] = field(default_factory=dict)
     samples: int = 0
 
     def cpu_s(self, tree: str) -> float:
@@ -156,4 +157,5 @@ class Sampler:
                 if proc.cpu_s_first is None:
                     proc.cpu_s_first = proc.cpu_s
             self.stats.peak_total_rss[tree] = max(self.stats.peak_total_rss.get(tree, 0), total)
+            self.stats.last_total_rss[tree] = total
         self.stats.samples += 1

@@ -11,6 +11,7 @@ then kills whatever is left of the processes it started (by pid).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -54,7 +55,12 @@ def imgcdn_command(*args: str) -> list[str]:
     script = Path(sys.executable).parent / "imgcdn"
     if script.exists():
         return [str(script), *args]
-    return [sys.executable, "-c", "import sys; from imgcdn.cli import main; sys.exit(main())", *args]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from imgcdn.cli import main; sys.exit(main())",
+        *args,
+    ]
 
 
 def apply_override(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -127,23 +133,27 @@ class Stack:
                 shutil.copyfile(sample, images / sample.name)
         config_file = self.dir / "config.yaml"
         config_file.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMGCDN_")}
         try:
             for name in ("origin", "edge"):
-                log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
-                self.procs[name] = subprocess.Popen(
-                    imgcdn_command(name, "--config", str(config_file)),
-                    cwd=self.dir,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
+                self.spawn(name, config_file)
                 url = self.origin_url if name == "origin" else self.edge_url
                 await self.wait_healthy(name, url)
         except BaseException:
             self.stop()
             raise
+
+    def spawn(self, name: str, config_file: Path) -> None:
+        """Start `imgcdn NAME --config FILE`, output to NAME.log in the stack's directory."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMGCDN_")}
+        with open(self.dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
+            self.procs[name] = subprocess.Popen(
+                imgcdn_command(name, "--config", str(config_file)),
+                cwd=self.dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     async def wait_healthy(self, name: str, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -199,7 +209,5 @@ def kill_if_alive(pid: int) -> None:
         if stat is None or stat[0] in ("Z", "X"):  # gone, or a zombie waiting to be reaped
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -96,7 +96,32 @@ def run_sign_command(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[AddCommand] = [add_edge_command, add_origin_command, add_sign_command]
+# ---- imgcdn up ----
+
+
+def add_up_command(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "up", help="run origin and edge together on local defaults (./var/), Ctrl-C stops both"
+    )
+    add_config_argument(parser)
+    parser.add_argument(
+        "--demo", action="store_true", help="seed a demo user and print avatar URLs to open"
+    )
+    parser.set_defaults(run=run_up_command)
+
+
+def run_up_command(args: argparse.Namespace) -> int:
+    from imgcdn.up import run_up
+
+    return run_up(args.config, args.demo)
+
+
+SUBCOMMANDS: list[AddCommand] = [
+    add_up_command,
+    add_edge_command,
+    add_origin_command,
+    add_sign_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -131,14 +131,13 @@ class Signals:
 
 
 def run_up(config_path: str | None, demo: bool, env: Mapping[str, str] | None = None) -> int:
-    """Blocking: start origin and edge, optionally seed the demo, supervise until a stop signal."""
+    """Blocking: start origin and edge, optionally seed the demo, supervise until a stop signal.
+
+    Returns 0 after a stop signal, 1 if a child failed; a bad config raises ConfigError.
+    """
     environ = dict(os.environ if env is None else env)
-    try:
-        config = load_config(config_path, environ)
-        plan = plan_up(config)
-    except ConfigError as err:
-        say(f"config: {err}", error=True)
-        return 2
+    config = load_config(config_path, environ)  # ConfigError: the CLI prints it, exit 2
+    plan = plan_up(config)
     for note in prepare_dirs(config):
         say(note)
     signals = Signals()

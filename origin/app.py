@@ -22,6 +22,7 @@ from origin.metrics import Handler, OriginMetrics, route_of, timer
 from origin.payload import MAX_JSON_BYTES
 from origin.purge import Purger
 from transforms.errors import ImgcdnError
+from transforms.pipeline import configure_vips
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def create_app(config: OriginConfig) -> web.Application:
 async def resources(app: web.Application) -> AsyncIterator[None]:
     """Open the database, blob store, HTTP client, purger and janitor; close them in reverse."""
     config = app[CONFIG]
+    configure_vips()  # the same loader allow-list as the edge's workers, for upload probes
     app[DATABASE] = db = await Database.open(config.database_url)
     try:
         async with contextlib.AsyncExitStack() as stack:

@@ -316,5 +316,5 @@ def test_up_refuses_a_bad_config_in_one_line(tmp_path: Path, start_up) -> None:
     up = start_up(up_env(free_port(), free_port()), "--config", "bad.yaml")
     assert up.wait(timeout=30) == 2
     stderr = (tmp_path / "up-stderr.log").read_text().strip()
-    assert stderr == "imgcdn up: config: edge.workers: expected an integer, got 'lots'"
+    assert stderr == "imgcdn: edge.workers: expected an integer, got 'lots'"
     assert not (tmp_path / "var").exists()  # nothing started, nothing created

@@ -80,7 +80,7 @@ async def test_changes_of_the_active_photo_are_purged_at_every_edge(
 
     assert (await api.set_active(user["token"], first["id"])).status == 200
     for edge in edges:
-        await asyncio.wait_for(edge.arrived.wait(), timeout=1.0)
+        await asyncio.wait_for(edge.arrived.wait(), timeout=2.0)
         assert edge.requests == [expected]
         edge.arrived.clear()
 
@@ -96,7 +96,7 @@ async def test_changes_of_the_active_photo_are_purged_at_every_edge(
         await api.client.delete(f"/v1/photos/{first['id']}", headers=auth(user["token"]))
     ).status == 204
     for edge in edges:
-        await asyncio.wait_for(edge.arrived.wait(), timeout=1.0)
+        await asyncio.wait_for(edge.arrived.wait(), timeout=2.0)
         assert edge.requests == [expected, expected]
 
 
@@ -135,9 +135,9 @@ async def test_dead_edges_do_not_slow_the_api(
         started = time.monotonic()
         response = await api.set_active(user["token"], photo["id"])
         assert response.status == 200
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0  # a purge attempt alone may take 2 s
     # the live edge still hears about it, and last about the final change
-    await asyncio.wait_for(live.arrived.wait(), timeout=1.0)
+    await asyncio.wait_for(live.arrived.wait(), timeout=2.0)
     me = await (await api.client.get("/v1/me", headers=auth(user["token"]))).json()
     assert me["active_photo_id"] == photos[-1]["id"]
     lookup = await api.client.get(f"/v1/avatars/{user['hash_sha256']}")

@@ -1,0 +1,213 @@
+"""Run one load phase with the chosen generator, with a progress line; the hit-baseline server.
+
+The progress line is rewritten in place (`\\r`) when stdout is a terminal, and printed as a
+plain line every few seconds otherwise (logs, CI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import aiohttp
+
+from benchmarks.baselines import hit_server_command
+from benchmarks.loadgen import LoadState, run_load
+from benchmarks.measure import Measurement
+from benchmarks.stack import free_port, kill_if_alive
+from benchmarks.wrk import run_wrk, wrk_binary
+
+PLAIN_EVERY_S = 5.0
+
+
+class Progress:
+    """One status line while a phase runs."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.width = 0
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            pad = max(0, self.width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self.width = len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+    def note(self, text: str) -> None:
+        """A line that stays (phase results, warnings)."""
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    async def follow(
+        self,
+        label: str,
+        state: LoadState,
+        duration_s: float | None,
+        total: int | None = None,
+        extra: Callable[[], str] | None = None,
+    ) -> None:
+        every = 0.5 if self.tty else PLAIN_EVERY_S
+        start = time.perf_counter()
+        while not state.done:
+            await asyncio.sleep(every)
+            if state.done:
+                break
+            elapsed = time.perf_counter() - start
+            parts = [label]
+            parts.append(f"{elapsed:4.1f}/{duration_s:g}s" if duration_s else f"{elapsed:4.1f}s")
+            if state.requests or total:
+                done = f"{state.requests}/{total}" if total else f"{state.requests}"
+                parts.append(f"{done} req  {state.requests / max(elapsed, 1e-6):7.0f} rps")
+                parts.append(f"err {state.errors}")
+            if extra is not None:
+                parts.append(extra())
+            self.show("  ".join(parts))
+        self.clear()
+
+
+def choose_generator(requested: str) -> str:
+    if requested == "auto":
+        return "wrk" if wrk_binary() else "builtin"
+    if requested == "wrk" and not wrk_binary():
+        raise SystemExit("--generator wrk: wrk is not installed (apt-get install wrk)")
+    return requested
+
+
+class Driver:
+    """Runs load phases with one generator and one connection count."""
+
+    def __init__(self, generator: str, connections: int, progress: Progress) -> None:
+        self.generator = generator
+        self.connections = connections
+        self.progress = progress
+
+    async def run(
+        self,
+        base_url: str,
+        label: str,
+        duration_s: float,
+        *,
+        fixed_path: str | None = None,
+        paths: Sequence[str] | None = None,
+        extra: Callable[[], str] | None = None,
+    ) -> Measurement:
+        """Closed-loop load for `duration_s` on one path or cycling over `paths`."""
+        state = LoadState()
+        follower = asyncio.create_task(self.progress.follow(label, state, duration_s, None, extra))
+        try:
+            if self.generator == "wrk":
+                return await run_wrk(
+                    base_url,
+                    paths=paths,
+                    fixed_path=fixed_path,
+                    connections=self.connections,
+                    duration_s=duration_s,
+                    count_statuses=fixed_path is None,
+                    state=state,
+                )
+            source = itertools.repeat(fixed_path) if fixed_path else itertools.cycle(paths or ())
+            outcome = await run_load(
+                base_url, source, connections=self.connections, duration_s=duration_s, state=state
+            )
+            return outcome.measurement
+        finally:
+            state.done = True
+            await follower
+
+    async def each_once(
+        self, base_url: str, label: str, paths: Sequence[str]
+    ) -> tuple[Measurement, dict[str, int]]:
+        """Request every path once (built-in generator); -> measurement, body size per path."""
+        state = LoadState()
+        follower = asyncio.create_task(self.progress.follow(label, state, None, len(paths)))
+        try:
+            outcome = await run_load(
+                base_url,
+                paths,
+                connections=self.connections,
+                duration_s=None,
+                state=state,
+                record_sizes=True,
+                timeout_s=60.0,
+            )
+        finally:
+            state.done = True
+            await follower
+        return outcome.measurement, outcome.sizes
+
+
+class HitBaseline:
+    """`processes` bare aiohttp servers on one port (SO_REUSEPORT) serving `body_file`."""
+
+    def __init__(self, body_file: Path, processes: int, use_uvloop: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = hit_server_command(self.port, body_file, use_uvloop)
+        self.processes = processes
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self) -> None:
+        for _ in range(self.processes):
+            self.procs.append(
+                subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            )
+
+    async def __aenter__(self) -> HitBaseline:
+        self.spawn()
+        deadline = time.monotonic() + 30
+        # every process must listen before load arrives, or the first takes all connections
+        while listening_sockets(self.port) < self.processes:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                await self.__aexit__()
+                raise RuntimeError("the hit baseline server did not start")
+            await asyncio.sleep(0.1)
+        async with aiohttp.ClientSession() as session, session.get(self.url + "/") as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"the hit baseline server answered {resp.status}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                kill_if_alive(proc.pid)
+                proc.wait()
+        self.procs.clear()
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on `port` (IPv4), from /proc/net/tcp."""
+    needle = f":{port:04X} "
+    count = 0
+    try:
+        with open("/proc/net/tcp", encoding="ascii") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if (fields[1] + " ").endswith(needle) and fields[3] == "0A":
+                    count += 1
+    except OSError:
+        return 0
+    return count

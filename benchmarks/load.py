@@ -1,0 +1,155 @@
+"""`python -m benchmarks.load --scenario hit|miss|zipf|avatars|all [options]`
+
+Starts an imgcdn stack on temporary ports (or targets `--url`), seeds it, drives load with wrk
+when installed (the built-in aiohttp generator otherwise), measures the matching baseline in
+the same run, prints a table and writes `<scenario>.json` / `.png` and `summary.png` under
+`--out` (default `benchmarks/results/`). See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.chart import plot_scenario, plot_summary
+from benchmarks.drive import Driver, Progress, choose_generator
+from benchmarks.report import table, write_json
+from benchmarks.runner import ScenarioRunner
+from benchmarks.scenarios import DEFAULT_USERS, SCENARIOS
+from benchmarks.targets import Settings
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.load", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--scenario",
+        required=True,
+        action="append",
+        help="hit, miss, zipf, avatars or all (repeat or comma-separate for several)",
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (10)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
+    p.add_argument("--runs", type=int, default=1, help="repeat each scenario K times (1)")
+    p.add_argument("--url", help="benchmark this running edge instead of starting a stack")
+    p.add_argument("--origin-url", help="with --url: seed avatar users through this origin")
+    p.add_argument("--workers", type=int, default=1, help="edge serving processes (1)")
+    p.add_argument(
+        "--transform-processes", type=int, default=0, help="edge transform workers (0 = per CPU)"
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the baseline measurements")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--generator", choices=("auto", "wrk", "builtin"), default="auto")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per run (scenario default)")
+    p.add_argument("--users", type=int, default=DEFAULT_USERS, help="avatar users to seed (200)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the started stack, e.g. edge.cache.memory_bytes=0 (repeat)",
+    )
+    p.add_argument(
+        "--progressive",
+        action="store_true",
+        help="with --url: the edge emits progressive JPEG (the miss baseline then does too)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs)")
+    args = p.parse_args(argv)
+    names = [n.strip() for s in args.scenario for n in s.split(",") if n.strip()]
+    if "all" in names:
+        names = list(SCENARIOS)
+    bad = [n for n in names if n not in SCENARIOS]
+    if bad:
+        p.error(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)} or all")
+    if args.connections < 1 or args.duration <= 0 or args.runs < 1 or args.workers < 1:
+        p.error("--connections, --duration, --runs and --workers must be positive")
+    args.scenarios = list(dict.fromkeys(names))
+    args.overrides = parse_overrides(p, args.set)
+    return args
+
+
+def parse_overrides(p: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(("edge.", "origin.")):
+            p.error(f"--set {item!r}: expected edge.KEY=VALUE or origin.KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def settings_for(args: argparse.Namespace, scenario: str) -> Settings:
+    return Settings(
+        scenario=scenario,
+        duration_s=args.duration,
+        connections=args.connections,
+        runs=args.runs,
+        url=args.url,
+        origin_url=args.origin_url,
+        workers=args.workers,
+        transform_processes=args.transform_processes,
+        baseline=not args.no_baseline,
+        warmup_s=args.warmup,
+        users=args.users,
+        generator=args.generator,
+        progressive=args.progressive if args.url else None,
+        overrides=args.overrides,
+        keep=args.keep,
+    )
+
+
+async def run(args: argparse.Namespace, command: str) -> int:
+    progress = Progress()
+    generator = choose_generator(args.generator)
+    summaries = []
+    for scenario in args.scenarios:
+        settings = settings_for(args, scenario)
+        progress.note(
+            f"== {scenario}: {generator}, {args.connections} connections, "
+            f"{args.duration:g}s x {args.runs} run(s)"
+            + (f", target {args.url}" if args.url else ", own stack")
+        )
+        runner = ScenarioRunner(settings, Driver(generator, args.connections, progress))
+        try:
+            results = await runner.run()
+        finally:
+            runner.cleanup()
+        data = write_json(args.out, settings, results, command)
+        plot_scenario(data, args.out / f"{scenario}.png")
+        summaries.append(data["summary"])
+        for r in results:
+            for note in r.notes:
+                progress.note(f"[{scenario} {r.index + 1}] note: {note}")
+    plot_summary(args.out, args.out / "summary.png")
+    print()
+    print(table(summaries))
+    print(f"\nresults: {args.out}/<scenario>.json, <scenario>.png, summary.png")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python -m benchmarks.load " + shlex.join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(run(args, command))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run(args, command))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
