@@ -21,6 +21,7 @@ import aiohttp
 from benchmarks.baselines import hit_server_command
 from benchmarks.loadgen import LoadState, run_load
 from benchmarks.measure import Measurement
+from benchmarks.procstats import box_snapshot
 from benchmarks.stack import free_port, kill_if_alive
 from benchmarks.wrk import run_wrk, wrk_binary
 
@@ -81,6 +82,24 @@ class Progress:
                 parts.append(extra())
             self.show("  ".join(parts))
         self.clear()
+
+
+async def wait_quiet(progress: Progress, max_wait_s: float, busy_limit: float = 0.10) -> float:
+    """Wait (at most `max_wait_s`) until the box is under `busy_limit` busy over 1 s.
+
+    Other work on a shared machine (builds, tests) otherwise lands in the figures. Returns
+    the last busy fraction seen.
+    """
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        a = box_snapshot()
+        await asyncio.sleep(1.0)
+        b = box_snapshot()
+        busy = (b.busy - a.busy) / max(b.total - a.total, 1e-9)
+        if busy < busy_limit or time.monotonic() >= deadline:
+            progress.clear()
+            return busy
+        progress.show(f"waiting for a quiet box: {busy:.0%} busy (limit {busy_limit:.0%})")
 
 
 def choose_generator(requested: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 from benchmarks.chart import plot_scenario, plot_summary
@@ -64,6 +65,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --url: the edge emits progressive JPEG (the miss baseline then does too)",
     )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for the box to be <10%% busy (20)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs)")
     args = p.parse_args(argv)
     names = [n.strip() for s in args.scenario for n in s.split(",") if n.strip()]
@@ -106,13 +114,14 @@ def settings_for(args: argparse.Namespace, scenario: str) -> Settings:
         progressive=args.progressive if args.url else None,
         overrides=args.overrides,
         keep=args.keep,
+        quiet_wait_s=args.quiet_wait,
     )
 
 
 async def run(args: argparse.Namespace, command: str) -> int:
     progress = Progress()
     generator = choose_generator(args.generator)
-    summaries = []
+    summaries, failed = [], []
     for scenario in args.scenarios:
         settings = settings_for(args, scenario)
         progress.note(
@@ -123,6 +132,10 @@ async def run(args: argparse.Namespace, command: str) -> int:
         runner = ScenarioRunner(settings, Driver(generator, args.connections, progress))
         try:
             results = await runner.run()
+        except (RuntimeError, OSError, aiohttp.ClientError) as err:
+            progress.note(f"[{scenario}] FAILED: {err}")
+            failed.append(scenario)
+            continue
         finally:
             runner.cleanup()
         data = write_json(args.out, settings, results, command)
@@ -131,10 +144,14 @@ async def run(args: argparse.Namespace, command: str) -> int:
         for r in results:
             for note in r.notes:
                 progress.note(f"[{scenario} {r.index + 1}] note: {note}")
-    plot_summary(args.out, args.out / "summary.png")
-    print()
-    print(table(summaries))
-    print(f"\nresults: {args.out}/<scenario>.json, <scenario>.png, summary.png")
+    if summaries:
+        plot_summary(args.out, args.out / "summary.png")
+        print()
+        print(table(summaries))
+        print(f"\nresults: {args.out}/<scenario>.json, <scenario>.png, summary.png")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,3 +159,54 @@ class Sampler:
             self.stats.peak_total_rss[tree] = max(self.stats.peak_total_rss.get(tree, 0), total)
             self.stats.last_total_rss[tree] = total
         self.stats.samples += 1
+
+
+@dataclass(frozen=True)
+class BoxSnapshot:
+    """Whole-machine CPU counters (seconds) and this process's own CPU incl. reaped children."""
+
+    total: float
+    busy: float  # everything but idle, iowait and steal
+    irq: float  # irq + softirq: loopback networking lands here, charged to no process
+    steal: float
+    own: float
+
+
+def box_snapshot() -> BoxSnapshot:
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    total = sum(ticks[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle, irq, steal = ticks[3] + ticks[4], ticks[5] + ticks[6], ticks[7]
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    busy = (total - idle - steal) / TICKS
+    return BoxSnapshot(total / TICKS, busy, irq / TICKS, steal / TICKS, own)
+
+
+def box_noise(before: BoxSnapshot, after: BoxSnapshot, measured_cpu_s: float) -> dict[str, float]:
+    """Steal, interrupt time, and CPU of processes outside the measured trees and this one,
+    each in % of the box.
+
+    `measured_cpu_s` is the servers' CPU over the same interval; the load generator's is ours
+    (the built-in one runs here, wrk is our reaped child).
+    """
+    total = max(after.total - before.total, 1e-9)
+    irq = after.irq - before.irq
+    other = (after.busy - before.busy) - irq - measured_cpu_s - (after.own - before.own)
+    return {
+        "steal_pct": round(100 * (after.steal - before.steal) / total, 1),
+        "irq_pct": round(100 * irq / total, 1),
+        "other_pct": round(max(0.0, 100 * other / total), 1),
+    }
+
+
+def tree_cpu_s(roots: Iterable[int]) -> float:
+    """utime+stime of every live process under `roots`, in seconds."""
+    kids = children_map()
+    total = 0
+    for root in roots:
+        for pid in descendants(root, kids):
+            stat = read_stat(pid)
+            if stat is not None:
+                total += int(stat[11]) + int(stat[12])
+    return total / TICKS

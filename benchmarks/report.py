@@ -48,6 +48,7 @@ def summarize(settings: Settings, runs: Sequence[RunResult]) -> dict[str, Any]:
             for t in trees
         },
     }
+    summary["other_cpu_pct"] = spread(r.noise.get("other_pct", math.nan) for r in runs).to_json()
     baselines = [r.baseline for r in runs if r.baseline]
     if baselines:
         summary["baseline"] = {
@@ -68,6 +69,7 @@ def run_json(r: RunResult) -> dict[str, Any]:
         "edge_metrics": r.edge.to_json() if r.edge else None,
         "processes": r.procs,
         "cpu_ms_per_request": r.cpu_ms_per_request,
+        "noise": r.noise,
         "baseline": r.baseline,
         "ratio": None if math.isnan(r.ratio) else r.ratio,
         "notes": r.notes,

@@ -33,6 +33,7 @@ class Settings:
     progressive: bool | None = None  # with --url: the edge's edge.transforms.jpeg_progressive
     overrides: dict[str, Any] = field(default_factory=dict)
     keep: bool = False
+    quiet_wait_s: float = 20.0  # before each measurement, wait this long at most for a quiet box
 
 
 @dataclass
@@ -97,5 +98,16 @@ async def check_jpeg(url: str, width: int, height: int | None = None) -> bytes:
         raise RuntimeError(
             f"{url}: expected a {width}x{height or '?'} JPEG, got {size} "
             f"({headers.get('Content-Type')})"
+        )
+    return body
+
+
+async def check_image(url: str, content_type: str | None = None) -> bytes:
+    """GET `url` and insist on a 200 image (of `content_type` when given)."""
+    status, headers, body = await fetch(url)
+    got = headers.get("Content-Type", "")
+    if status != 200 or not got.startswith(content_type or "image/"):
+        raise RuntimeError(
+            f"{url} -> {status} {got}: expected {content_type or 'an image'}; {body[:120]!r}"
         )
     return body

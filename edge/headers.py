@@ -133,6 +133,8 @@ def image_headers(
         "Cache-Control": cache_control_value,
         "X-Cache": outcome.x_cache,
         "Cache-Status": cache_status(outcome, ttl),
+        # /raw passes originals through: a polyglot (JPEG header on a ZIP/HTML) stays an image.
+        "X-Content-Type-Options": "nosniff",
     }
     if vary_accept:
         headers["Vary"] = "Accept"

@@ -138,10 +138,15 @@ def run_up(config_path: str | None, demo: bool, env: Mapping[str, str] | None = 
     environ = dict(os.environ if env is None else env)
     config = load_config(config_path, environ)  # ConfigError: the CLI prints it, exit 2
     plan = plan_up(config)
-    for note in prepare_dirs(config):
-        say(note)
+    try:
+        notes = prepare_dirs(config)
+    except OSError as err:
+        say(f"cannot prepare the local directories: {err}", error=True)
+        return 1
     signals = Signals()
     signals.install()
+    for note in notes:
+        say(note)
     children: list[Child] = []
     try:
         for name, url in (("origin", plan.origin_url), ("edge", plan.edge_url)):
@@ -149,13 +154,14 @@ def run_up(config_path: str | None, demo: bool, env: Mapping[str, str] | None = 
         failed = wait_healthy(children, signals)
         if failed is None and not signals.stopping:
             say(f"origin {plan.origin_url}  edge {plan.edge_url}  (one purge token shared)")
-            failed = run_demo(plan) if demo else None
-            if failed is None:
+            failed = run_demo(plan, signals) if demo else None
+            if failed is None and not signals.stopping:
                 say("Ctrl-C stops both.")
                 failed = supervise(children, signals)
-        if failed:
+        if failed and not signals.stopping:
             say(failed, error=True)
-        return 1 if failed else 0
+            return 1
+        return 0
     finally:
         stop_children(children, plan.grace_s + KILL_MARGIN_S, signals)
         signals.restore()
@@ -197,10 +203,10 @@ def answers(url: str) -> bool:
         return False
 
 
-def run_demo(plan: Plan) -> str | None:
+def run_demo(plan: Plan, signals: Signals) -> str | None:
     """Seed the demo user and print the URLs to open; a one-line failure or None."""
     try:
-        result = seed_demo(plan.origin_url, DEMO_STATE, SAMPLES)
+        result = seed_demo(plan.origin_url, DEMO_STATE, SAMPLES, stopping=lambda: signals.stopping)
     except DemoError as err:
         return f"demo: {err}"
     say(f"demo: {result.note}")

@@ -262,30 +262,65 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return response.status, response.headers["Content-Type"], response.read()
 
 
-def test_up_demo_serves_the_printed_urls_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, start_up
-) -> None:
-    up = start_up(up_env(free_port(), free_port()), "--demo")
-    lines = read_lines(up)
-    avatar_line = wait_for_line(lines, "avatar s=80 ", timeout_s=120)
-    image_line = wait_for_line(lines, "any image, resized", timeout_s=5)
-    wait_for_line(lines, "Ctrl-C stops both", timeout_s=5)
-    children = descendants(up.pid)
-    assert len(children) >= 2  # origin and edge (and the edge's workers)
+def printed_urls(lines: queue.Queue[str | None]) -> dict[str, str]:
+    """The `label   URL` lines `up --demo` prints, until its last line."""
+    urls = {}
+    while True:
+        line = wait_for_line(lines, "imgcdn up: ", timeout_s=120)
+        if "Ctrl-C stops both" in line:
+            return urls
+        label, _, url = line.removeprefix("imgcdn up:").strip().rpartition(" ")
+        if url.startswith("http://"):
+            urls[label.strip()] = url
 
-    status, content_type, body = fetch(avatar_line.split()[-1])
-    assert status == 200 and content_type.startswith("image/")
-    avatar = pyvips.Image.new_from_buffer(body, "")
-    assert (avatar.width, avatar.height) == (80, 80)
-    status, _, body = fetch(image_line.split()[-1])
-    assert status == 200 and pyvips.Image.new_from_buffer(body, "").width == 300
 
+def stop_and_check(up: subprocess.Popen[str], tmp_path: Path, children: set[int]) -> None:
+    """SIGTERM -> exit 0 within the grace period, no process left, no traceback logged."""
     up.send_signal(signal.SIGTERM)
     assert up.wait(timeout=GRACE_S + 10) == 0
     assert not [pid for pid in children if alive(pid)]
     assert not running_in(tmp_path)
     stderr = (tmp_path / "up-stderr.log").read_text()
     assert "Traceback" not in stderr, stderr
+
+
+def test_up_demo_prints_working_urls_and_stops_cleanly_on_sigterm(tmp_path: Path, start_up) -> None:
+    up = start_up(up_env(free_port(), free_port()), "--demo")
+    urls = printed_urls(read_lines(up))
+    assert len(urls) == 9, urls
+    children = descendants(up.pid)
+    assert len(children) >= 2  # origin and edge (and their workers)
+    status, _, body = fetch(urls["any image, resized"])
+    assert status == 200 and pyvips.Image.new_from_buffer(body, "").width == 300
+    stop_and_check(up, tmp_path, children)
+
+
+def test_up_demo_avatar_urls_answer_with_images(tmp_path: Path, start_up) -> None:
+    up = start_up(up_env(free_port(), free_port()), "--demo")
+    urls = printed_urls(read_lines(up))
+    children = descendants(up.pid)
+    for label, size, loader in [
+        ("avatar s=80", 80, "jpegload_buffer"),
+        ("avatar s=256 webp", 256, "webpload_buffer"),
+        ("avatar by sha-256", 80, "jpegload_buffer"),
+        ("unknown hash, d=identicon", 128, None),
+    ]:
+        status, content_type, body = fetch(urls[label])
+        assert status == 200 and content_type.startswith("image/"), label
+        image = pyvips.Image.new_from_buffer(body, "")
+        assert (image.width, image.height) == (size, size), label
+        assert loader is None or image.get("vips-loader") == loader, label
+    stop_and_check(up, tmp_path, children)
+
+
+def test_up_interrupted_while_starting_stops_both_and_exits_0(tmp_path: Path, start_up) -> None:
+    up = start_up(up_env(free_port(), free_port()), "--demo")
+    wait_for_line(read_lines(up), "copied", timeout_s=30)  # printed once signals are handled
+    children = descendants(up.pid)
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=GRACE_S + 10) == 0
+    assert not [pid for pid in children if alive(pid)]
+    assert not running_in(tmp_path)
 
 
 def test_up_demo_again_reuses_the_demo_user(tmp_path: Path, start_up) -> None:
