@@ -4,6 +4,8 @@
 set -euo pipefail
 exec 3>&1 1>&2
 port=${IMGCDN_CI_PG_PORT:-55432}
+# Skip ports already taken (a developer's own server, an earlier run).
+while (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
 fi
