@@ -47,13 +47,15 @@ def plot_scenario(data: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     runs = data["runs"]
-    for r in runs:
+    for i, r in enumerate(runs):
         x, y = curve_xy(r["measurement"]["curve"])
-        left.plot(x, y, "-", label=f"edge run {r['index'] + 1}")
+        left.plot(x, y, "-", color=f"C{i}", label=f"edge run {r['index'] + 1}")
         base = r.get("baseline") or {}
         if base.get("kind") == "aiohttp":
             bx, by = curve_xy(base["measurement"]["curve"])
-            left.plot(bx, by, "--", alpha=0.7, label=f"baseline run {r['index'] + 1}")
+            left.plot(
+                bx, by, "--", color=f"C{i}", alpha=0.6, label=f"baseline run {r['index'] + 1}"
+            )
     style_latency_axis(left)
     left.legend(fontsize=7)
     s = data["summary"]
@@ -66,10 +68,10 @@ def plot_scenario(data: dict[str, Any], path: Path) -> None:
     if any(r.get("baseline") for r in runs):
         base_vals = [(r.get("baseline") or {}).get("value", 0) for r in runs]
         right.bar([x + 0.2 for x in xs], base_vals, 0.4, label=runs[0]["baseline"]["label"])
-        for x, r in zip(xs, runs, strict=True):
+        for pos, r in zip(xs, runs, strict=True):
             if r.get("ratio") is not None:
                 top = max(r["value"] or 0, r["baseline"]["value"] or 0)
-                right.text(x, top * 1.02, f"{r['ratio']:.2f}x", ha="center", fontsize=9)
+                right.text(pos, top * 1.02, f"{r['ratio']:.2f}x", ha="center", fontsize=9)
     right.set_xticks(list(xs), labels)
     right.set_ylabel(unit)
     right.set_title("throughput, edge vs baseline")
@@ -103,14 +105,18 @@ def plot_summary(results_dir: Path, path: Path) -> list[str]:
     base = [(d["summary"].get("baseline") or {}).get("value", {}).get("median") or 0 for d in datas]
     right.bar([x - 0.2 for x in xs], edge, 0.4, label="edge")
     right.bar([x + 0.2 for x in xs], base, 0.4, label="baseline")
-    for x, d in zip(xs, datas, strict=True):
+    for pos, d in zip(xs, datas, strict=True):
         r = (d["summary"].get("ratio") or {}).get("median")
         if r is not None and not math.isnan(r):
-            right.text(x, max(edge[x], base[x]) * 1.1, f"{r:.2f}x", ha="center", fontsize=9)
+            top = max(edge[pos], base[pos]) * 1.1
+            right.text(pos, top, f"{r:.2f}x", ha="center", fontsize=9)
     right.set_xticks(
         list(xs), [f"{d['scenario']}\n({d['summary']['compared']})" for d in datas], fontsize=8
     )
     right.set_yscale("log")
+    shown = [v for v in edge + base if v > 0]
+    if shown:
+        right.set_ylim(bottom=min(shown) / 3, top=max(shown) * 2)
     right.set_title("throughput vs baseline (median of runs)")
     right.legend(fontsize=8)
     fig.tight_layout()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from benchmarks.stack import free_port, kill_if_alive
 from benchmarks.wrk import run_wrk, wrk_binary
 
 PLAIN_EVERY_S = 5.0
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Progress:
@@ -35,13 +37,15 @@ class Progress:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.width = 0
+        self.last_plain = -PLAIN_EVERY_S
 
     def show(self, text: str) -> None:
         if self.tty:
             pad = max(0, self.width - len(text))
             self.stream.write("\r" + text + " " * pad)
             self.width = len(text)
-        else:
+        elif time.monotonic() - self.last_plain >= PLAIN_EVERY_S * 0.9:
+            self.last_plain = time.monotonic()
             self.stream.write(text + "\n")
         self.stream.flush()
 
@@ -127,12 +131,17 @@ class Driver:
         fixed_path: str | None = None,
         paths: Sequence[str] | None = None,
         extra: Callable[[], str] | None = None,
+        rate: float | None = None,
     ) -> Measurement:
-        """Closed-loop load for `duration_s` on one path or cycling over `paths`."""
+        """Closed-loop load for `duration_s` on one path or cycling over `paths`; with `rate`,
+        paced at about that many requests/s instead."""
         state = LoadState()
         follower = asyncio.create_task(self.progress.follow(label, state, duration_s, None, extra))
         try:
             if self.generator == "wrk":
+                delay_ms = 0.0
+                if rate:
+                    delay_ms = await self.calibrate_delay(base_url, rate, fixed_path, paths)
                 return await run_wrk(
                     base_url,
                     paths=paths,
@@ -140,16 +149,44 @@ class Driver:
                     connections=self.connections,
                     duration_s=duration_s,
                     count_statuses=fixed_path is None,
+                    delay_ms=delay_ms,
                     state=state,
                 )
             source = itertools.repeat(fixed_path) if fixed_path else itertools.cycle(paths or ())
             outcome = await run_load(
-                base_url, source, connections=self.connections, duration_s=duration_s, state=state
+                base_url,
+                source,
+                connections=self.connections,
+                duration_s=duration_s,
+                state=state,
+                rate=rate,
             )
             return outcome.measurement
         finally:
             state.done = True
             await follower
+
+    async def calibrate_delay(
+        self,
+        base_url: str,
+        rate: float,
+        fixed_path: str | None,
+        paths: Sequence[str] | None,
+    ) -> float:
+        """wrk pauses *after* each response, so a connection's cycle is delay + latency:
+        measure the latency at about the target rate for 2 s and take it off the delay."""
+        delay = 1000.0 * self.connections / rate
+        m = await run_wrk(
+            base_url,
+            paths=paths,
+            fixed_path=fixed_path,
+            connections=self.connections,
+            duration_s=2,
+            count_statuses=False,
+            delay_ms=delay,
+        )
+        latency = m.latency(50)
+        return delay if math.isnan(latency) else max(0.0, delay - latency)
 
     async def each_once(
         self, base_url: str, label: str, paths: Sequence[str]
@@ -186,7 +223,12 @@ class HitBaseline:
     def spawn(self) -> None:
         for _ in range(self.processes):
             self.procs.append(
-                subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                subprocess.Popen(
+                    self.command,
+                    cwd=PROJECT_ROOT,  # `-m benchmarks.baselines` must resolve from anywhere
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                )
             )
 
     async def __aenter__(self) -> HitBaseline:

@@ -8,7 +8,6 @@ processes the edge aggregates them (prometheus multiprocess mode), so one scrape
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -22,17 +21,17 @@ COALESCED = "imgcdn_edge_coalesced_total"
 
 @dataclass
 class EdgeCounters:
-    hits: Counter[str] = field(default_factory=Counter)  # tier -> count
+    hits: dict[str, float] = field(default_factory=dict)  # tier -> count
     misses: float = 0.0
     coalesced: float = 0.0
-    statuses: Counter[str] = field(default_factory=Counter)  # "route status" -> count
+    statuses: dict[str, float] = field(default_factory=dict)  # "route status" -> count
 
     def minus(self, before: EdgeCounters) -> EdgeCounters:
         return EdgeCounters(
-            hits=Counter({k: v - before.hits.get(k, 0) for k, v in self.hits.items()}),
+            hits={k: v - before.hits.get(k, 0) for k, v in self.hits.items()},
             misses=self.misses - before.misses,
             coalesced=self.coalesced - before.coalesced,
-            statuses=Counter({k: v - before.statuses.get(k, 0) for k, v in self.statuses.items()}),
+            statuses={k: v - before.statuses.get(k, 0) for k, v in self.statuses.items()},
         )
 
     @property
@@ -56,14 +55,15 @@ def parse_metrics(text: str) -> EdgeCounters:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == HITS:
-                counters.hits[sample.labels.get("tier", "?")] += sample.value
+                tier = sample.labels.get("tier", "?")
+                counters.hits[tier] = counters.hits.get(tier, 0.0) + sample.value
             elif sample.name == MISSES:
                 counters.misses += sample.value
             elif sample.name == COALESCED:
                 counters.coalesced += sample.value
             elif sample.name == REQUESTS:
-                route = sample.labels.get("route", "?")
-                counters.statuses[f"{route} {sample.labels.get('status', '?')}"] += sample.value
+                key = f"{sample.labels.get('route', '?')} {sample.labels.get('status', '?')}"
+                counters.statuses[key] = counters.statuses.get(key, 0.0) + sample.value
     return counters
 
 

@@ -66,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --url: the edge emits progressive JPEG (the miss baseline then does too)",
     )
     p.add_argument(
+        "--paced",
+        metavar="RATE",
+        help="after each run, repeat its load paced at RATE requests/s, or 'half' of the "
+        "rate just measured, and report the latency there",
+    )
+    p.add_argument(
         "--quiet-wait",
         type=float,
         default=20.0,
@@ -82,6 +88,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)} or all")
     if args.connections < 1 or args.duration <= 0 or args.runs < 1 or args.workers < 1:
         p.error("--connections, --duration, --runs and --workers must be positive")
+    if args.paced not in (None, "half"):
+        try:
+            if float(args.paced) <= 0:
+                raise ValueError
+        except ValueError:
+            p.error("--paced: a positive number of requests/s or 'half'")
     args.scenarios = list(dict.fromkeys(names))
     args.overrides = parse_overrides(p, args.set)
     return args
@@ -115,6 +127,7 @@ def settings_for(args: argparse.Namespace, scenario: str) -> Settings:
         overrides=args.overrides,
         keep=args.keep,
         quiet_wait_s=args.quiet_wait,
+        paced=args.paced,
     )
 
 

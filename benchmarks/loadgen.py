@@ -49,8 +49,13 @@ async def run_load(
     timeout_s: float = 10.0,
     state: LoadState | None = None,
     record_sizes: bool = False,
+    rate: float | None = None,
 ) -> LoadOutcome:
-    """Drive `base_url + path` for each path; stop after `duration_s` (None: when paths end)."""
+    """Drive `base_url + path` for each path; stop after `duration_s` (None: when paths end).
+
+    `rate` (requests/s over all connections) paces each connection on a fixed schedule
+    instead of sending the next request as soon as the last one is answered.
+    """
     if duration_s is None and not hasattr(paths, "__len__"):
         raise ValueError("an endless path iterator needs a duration")
     state = state or LoadState()
@@ -67,10 +72,17 @@ async def run_load(
     deadline = start + duration_s if duration_s is not None else float("inf")
     state.started = start
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    interval = connections / rate if rate else 0.0
+
+    async def worker(session: aiohttp.ClientSession, slot: int) -> None:
         nonlocal body_bytes, socket_errors
         clock = time.perf_counter
+        next_at = start + interval * slot / connections
         while clock() < deadline:
+            if interval:
+                if next_at > clock():
+                    await asyncio.sleep(next_at - clock())
+                next_at += interval
             path = next(source, None)
             if path is None:
                 return
@@ -101,7 +113,7 @@ async def run_load(
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
     ) as session:
-        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        await asyncio.gather(*(worker(session, i) for i in range(connections)))
     elapsed = time.perf_counter() - start
     state.done = True
     non_ok = sum(n for s, n in statuses.items() if s.isdigit() and not 200 <= int(s) < 400)

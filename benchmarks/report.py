@@ -49,6 +49,14 @@ def summarize(settings: Settings, runs: Sequence[RunResult]) -> dict[str, Any]:
         },
     }
     summary["other_cpu_pct"] = spread(r.noise.get("other_pct", math.nan) for r in runs).to_json()
+    paced = [r for r in runs if r.paced is not None]
+    if paced:
+        summary["paced"] = {
+            "target_rps": spread(r.paced_target for r in paced).to_json(),
+            "rps": spread(r.paced.rps for r in paced if r.paced).to_json(),
+            "p50_ms": spread(r.paced.latency(50) for r in paced if r.paced).to_json(),
+            "p99_ms": spread(r.paced.latency(99) for r in paced if r.paced).to_json(),
+        }
     baselines = [r.baseline for r in runs if r.baseline]
     if baselines:
         summary["baseline"] = {
@@ -70,6 +78,9 @@ def run_json(r: RunResult) -> dict[str, Any]:
         "processes": r.procs,
         "cpu_ms_per_request": r.cpu_ms_per_request,
         "noise": r.noise,
+        "paced": None
+        if r.paced is None
+        else {"target_rps": round(r.paced_target, 1), "measurement": r.paced.to_json()},
         "baseline": r.baseline,
         "ratio": None if math.isnan(r.ratio) else r.ratio,
         "notes": r.notes,
@@ -159,13 +170,27 @@ def table(summaries: Sequence[dict[str, Any]]) -> str:
                 f"{fmt(s['baseline']['value'])} {s['baseline']['unit']}: {s['baseline']['label']}"
             )
         rss = ", ".join(f"{t} {v:.0f}" for t, v in s["peak_rss_mb"].items()) or "-"
-        cpu = ", ".join(f"{t} {v:.2f}" for t, v in s["cpu_ms_per_request"].items()) or "-"
+        cpu = ", ".join(f"{t} {v:.2f}" for t, v in s["cpu_ms_per_request"].items() if v >= 0.005)
+        cpu = cpu or "-"
         lines.append(
             f"| {s['scenario']} | {s['generator']} -c{s['connections']} | {fmt(s['rps'])} "
             f"| {ratio} | {base} | {fmt(s['p50_ms'], 2)} | {fmt(s['p90_ms'], 2)} "
             f"| {fmt(s['p99_ms'], 2)} | {fmt(s['errors'])} | {fmt(s['hit_ratio'], 3)} | {rss} "
             f"| {cpu} |"
         )
+    paced = [s for s in summaries if "paced" in s]
+    if paced:
+        lines += [
+            "",
+            "| scenario | paced at req/s | got req/s | p50 ms | p99 ms |",
+            "|---|---|---|---|---|",
+        ]
+        for s in paced:
+            p = s["paced"]
+            lines.append(
+                f"| {s['scenario']} | {fmt(p['target_rps'])} | {fmt(p['rps'])} "
+                f"| {fmt(p['p50_ms'], 2)} | {fmt(p['p99_ms'], 2)} |"
+            )
     return "\n".join(lines)
 
 

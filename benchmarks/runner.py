@@ -38,6 +38,8 @@ class RunResult:
     peak_rss: dict[str, int] = field(default_factory=dict)  # tree -> bytes
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     noise: dict[str, float] = field(default_factory=dict)
+    paced: Measurement | None = None  # the same load paced at `paced_target` requests/s
+    paced_target: float = math.nan
     baseline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -115,6 +117,16 @@ class ScenarioRunner:
         )
         await self.check_after(target, plan, result)
         self.progress.note(f"{label} edge: {describe(result)}")
+        if s.paced:
+            rate = m.rps * 0.5 if s.paced == "half" else float(s.paced)
+            result.paced_target = rate
+            result.paced = p = await self.driver.run(
+                target.edge_url, f"{label} paced", s.duration_s, rate=rate, **plan.load_args(index)
+            )
+            self.progress.note(
+                f"{label} paced at {rate:.0f} rps: got {p.rps:.0f} rps  p50 {p.latency(50):.2f} "
+                f"p90 {p.latency(90):.2f} p99 {p.latency(99):.2f} ms  errors {p.errors}"
+            )
         if s.baseline:
             await wait_quiet(self.progress, s.quiet_wait_s)
             result.baseline = b = await plan.baseline()

@@ -105,7 +105,7 @@ class ZipfMix:
             raise ValueError("more real users than hashes")
         self.hashes = [*real_hashes, *(ghost_hash(r) for r in range(len(real_hashes), hashes))]
         self.sizes = tuple(sizes)
-        self.weights = [(rank + 1) ** -exponent for rank in range(hashes)]
+        self.weights: list[float] = [float(rank + 1) ** -exponent for rank in range(hashes)]
         self.cumulative = list(itertools.accumulate(self.weights))
         self.real = len(real_hashes)
 

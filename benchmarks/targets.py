@@ -33,6 +33,7 @@ class Settings:
     progressive: bool | None = None  # with --url: the edge's edge.transforms.jpeg_progressive
     overrides: dict[str, Any] = field(default_factory=dict)
     keep: bool = False
+    paced: str | None = None  # "half" (of the closed-loop peak) or requests/s: a paced phase
     quiet_wait_s: float = 20.0  # before each measurement, wait this long at most for a quiet box
 
 

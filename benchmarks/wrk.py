@@ -40,9 +40,13 @@ async def run_wrk(
     duration_s: float,
     timeout_s: float = 10.0,
     count_statuses: bool = True,
+    delay_ms: float = 0.0,
     state: LoadState | None = None,
 ) -> Measurement:
-    """Run wrk for `duration_s` against `base_url` with `paths` (cycled) or one `fixed_path`."""
+    """Run wrk for `duration_s` against `base_url` with `paths` (cycled) or one `fixed_path`.
+
+    `delay_ms` > 0 makes each connection pause that long before each request (paced load).
+    """
     binary = wrk_binary()
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
@@ -61,6 +65,8 @@ async def run_wrk(
             env["BENCH_PATHS_FILE"] = str(paths_file)
         if count_statuses:
             env["BENCH_STATUSES"] = "1"
+        if delay_ms > 0:
+            env["BENCH_DELAY_MS"] = f"{delay_ms:.3f}"
         args = [
             binary,
             f"-t{threads}",
@@ -77,7 +83,12 @@ async def run_wrk(
         proc = await asyncio.create_subprocess_exec(
             *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        out, err = await proc.communicate()
+        try:
+            out, err = await proc.communicate()
+        except asyncio.CancelledError:
+            proc.kill()  # our own child: do not leave it loading the server
+            await proc.wait()
+            raise
         state.done = True
     text = out.decode(errors="replace")
     if proc.returncode != 0 or MARK not in text:

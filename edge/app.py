@@ -19,6 +19,7 @@ from edge.appkeys import (
     TIERS,
     VARIANTS,
 )
+from edge.avatars import setup_avatars
 from edge.broadcast import PurgeBroadcast
 from edge.cache import DiskTier, MemoryTier, TieredCache
 from edge.img import handle_img, handle_raw
@@ -57,6 +58,7 @@ def create_app(
         [pool_ctx(pool), cache_ctx, source_ctx, variants_ctx, broadcast_ctx, gauges_ctx]
     )
     add_routes(app)
+    setup_avatars(app)  # after the fixed routes: its pattern only takes hashes anyway
     return app
 
 

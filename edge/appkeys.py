@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edge.avatar_variants import AvatarVariants
 from edge.broadcast import PurgeBroadcast
 from edge.cache import TieredCache
+from edge.lookup import AvatarLookups
 from edge.metrics import Metrics
+from edge.origin_client import OriginClient
 from edge.sources import Source
 from edge.variants import VariantService
 from imgcdn.config import EdgeConfig
@@ -39,3 +42,6 @@ READINESS_CHECKS = web.AppKey("readiness_checks", list[ReadinessCheck])
 LIMITS = web.AppKey("limits", Limits)
 REPORTS_SHARED = web.AppKey("reports_shared", bool)  # this process reports shared gauges (disk)
 BROADCAST = web.AppKey("broadcast", PurgeBroadcast)
+ORIGIN = web.AppKey("origin", OriginClient)  # avatars: the origin API client
+LOOKUPS = web.AppKey("lookups", AvatarLookups)  # avatars: hash -> photo
+AVATARS = web.AppKey("avatars", AvatarVariants)  # avatars: cached variants

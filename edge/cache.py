@@ -151,6 +151,12 @@ class DiskTier:
     def _open(self) -> diskcache.Cache | None:
         try:
             return self._open_cache()
+        except sqlite3.OperationalError as err:
+            # Read-only, locked or an I/O error: the entries may be fine, so never move or
+            # delete them (a read-only tier would otherwise be wiped as "corrupt").
+            log.error("disk cache %s unusable: %s", self.directory, err)
+            self.on_error("open")
+            return None
         except sqlite3.DatabaseError as err:
             # A corrupt cache.db: keep it aside for a post-mortem and start empty.
             aside = self.directory.with_name(

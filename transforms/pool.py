@@ -77,6 +77,9 @@ class TransformPool:
         self.restarts = 0
         self.capacity = self.processes + max_queue
         self._context = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has already imported libvips (no threads yet), so a
+        # replacement worker is ready in milliseconds. Ignored if the server is already running.
+        self._context.set_forkserver_preload(["transforms.worker"])
         # One slot per task in flight; a task keeps its slot until its worker is done with it.
         size = self.capacity
         self._slots = cast(MutableSequence[int], self._context.Array("q", size, lock=False))
@@ -86,6 +89,9 @@ class TransformPool:
         self._lock = threading.Lock()
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
+        # While a broken executor reaps its workers, nobody may start processes: Process.start()
+        # polls every child, racing the reaper for the exit status (one of them reads 255).
+        self._settling: asyncio.Future[None] | None = None
 
     @property
     def queued(self) -> int:
@@ -103,7 +109,7 @@ class TransformPool:
         if gen is None:
             return []
         gen.note_processes()
-        return [pid for pid, p in gen.processes.items() if p.exitcode is None]
+        return [pid for pid in gen.processes if alive(pid)]
 
     async def start(self) -> None:
         """Start every worker now, so the first request does not pay for a spawn."""
@@ -135,7 +141,7 @@ class TransformPool:
         future: Future[T] | None = None
         try:
             for _attempt in (1, 2):
-                gen, future = self._submit(slot, fn, args)
+                gen, future = await self._submit(slot, fn, args)
                 if future is None:
                     continue  # that executor was already broken and has been replaced
                 outcome = await self._await(gen, slot, future, deadline)
@@ -160,9 +166,11 @@ class TransformPool:
             loop = asyncio.get_running_loop()
             future.add_done_callback(lambda _: loop.call_soon_threadsafe(free))
 
-    def _submit(
+    async def _submit(
         self, slot: int, fn: Callable[..., T], args: tuple[Any, ...]
     ) -> tuple[Generation, Future[T] | None]:
+        if self._settling is not None:
+            await asyncio.shield(self._settling)
         gen = self._generation
         if gen is None:
             raise Overloaded("the transform pool is not running")
@@ -178,12 +186,15 @@ class TransformPool:
     async def _await(
         self, gen: Generation, slot: int, future: Future[T], deadline: float
     ) -> T | object:
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(asyncio.wrap_future(future))
-        except TimeoutError:
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.wrap_future(future)
+        waiting.add_done_callback(consume)  # also when the caller leaves before it is done
+        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
             self._stop_stuck(gen, slot, future)
-            raise Timeout(f"the transform took longer than {self.timeout_s:g} s") from None
+            raise Timeout(f"the transform took longer than {self.timeout_s:g} s")
+        try:
+            return waiting.result()
         except BrokenProcessPool:
             pid = self._slots[slot]
             self._replace(gen)
@@ -211,7 +222,9 @@ class TransformPool:
                 return
             self._new_generation()
             self.restarts += 1
-        threading.Thread(target=stop_generation, args=(broken, 0.0), daemon=True).start()
+        settling = asyncio.ensure_future(asyncio.to_thread(stop_generation, broken, 0.0))
+        self._settling = settling
+        settling.add_done_callback(lambda _: self._settled(settling))
         if self.on_restart is not None:
             try:
                 self.on_restart()
@@ -222,6 +235,10 @@ class TransformPool:
             task = asyncio.get_running_loop().create_task(self._warm(gen))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    def _settled(self, settling: asyncio.Future[None]) -> None:
+        if self._settling is settling:
+            self._settling = None
 
     def _new_generation(self) -> Generation:
         self._numbers += 1
@@ -237,6 +254,8 @@ class TransformPool:
     async def _warm(self, gen: Generation) -> None:
         """Submit one no-op per process and wait for them; errors surface on real tasks."""
         with contextlib.suppress(Exception):
+            if self._settling is not None:
+                await asyncio.shield(self._settling)
             futures = [gen.executor.submit(worker.warm) for _ in range(self.processes)]
             gen.note_processes()
             async with asyncio.timeout(START_TIMEOUT_S):
@@ -244,6 +263,12 @@ class TransformPool:
 
 
 RETRY = object()
+
+
+def consume(done: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen, so asyncio does not log it as lost."""
+    if not done.cancelled():
+        done.exception()
 
 
 async def culprit(gen: Generation, pid: int) -> bool:
@@ -261,6 +286,15 @@ async def culprit(gen: Generation, pid: int) -> bool:
         return False
     code = process.exitcode
     return code is not None and code != -signal.SIGTERM
+
+
+def alive(pid: int) -> bool:
+    """Is `pid` running? (Without polling its Process, which would race the executor.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def stop_generation(gen: Generation, grace_s: float) -> None:

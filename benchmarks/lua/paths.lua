@@ -3,6 +3,8 @@
 --      BENCH_PATHS_FILE   one path per line; thread t of BENCH_THREADS takes lines t, t+T, ...
 --                         and wraps around at the end
 --      BENCH_STATUSES=1   count responses per status (costs wrk some CPU per response)
+--      BENCH_DELAY_MS     pause per connection before each request (paced load); wrk takes
+--                         whole milliseconds, so the fraction is dithered at random
 -- done() prints one line: BENCH_JSON {"requests":…,"duration_us":…,"bytes":…,"errors":{…},
 --                                      "curve":[[percentile, latency_us],…],"statuses":{…}}
 local fixed = os.getenv("BENCH_FIXED_PATH")
@@ -31,6 +33,16 @@ else
     local p = paths[(idx % #paths) + 1]
     idx = idx + nthreads
     return wrk.format("GET", p)
+  end
+end
+
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if delay_ms > 0 then
+  local whole = math.floor(delay_ms)
+  local frac = delay_ms - whole
+  function delay()
+    if math.random() < frac then return whole + 1 end
+    return whole
   end
 end
 

@@ -117,3 +117,11 @@ async def test_wrk_fixed_path_latency(server) -> None:
     assert m.requests > 10 and seen["slow"] >= m.requests
     assert m.latency(50) >= SLOW_S * 1000 * 0.95
     assert m.errors == 0
+
+
+async def test_rate_paces_the_load(server) -> None:
+    base, seen = server
+    out = await run_load(base, itertools.repeat("/ok"), connections=4, duration_s=1.0, rate=200)
+    m = out.measurement
+    assert 170 <= m.requests <= 215  # ~200 in 1 s, not the thousands a closed loop would send
+    assert m.requests == seen["ok"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from imgcdn.config import SecurityConfig
@@ -109,7 +110,9 @@ async def test_metrics_parse_and_count_what_was_sent(make_edge: EdgeFactory, tmp
     assert again[("imgcdn_edge_requests_total", (("route", "metrics"), ("status", "200")))] == 1
 
 
-async def test_readyz_reports_a_broken_disk_cache(make_edge: EdgeFactory, tmp_path, images):
+async def test_readyz_reports_a_broken_disk_cache(
+    make_edge: EdgeFactory, tmp_path, images, aiohttp_server
+):
     blocker = tmp_path / "blocker"
     blocker.write_text("not a directory")
     config = edge_config(tmp_path, images)
@@ -122,7 +125,14 @@ async def test_readyz_reports_a_broken_disk_cache(make_edge: EdgeFactory, tmp_pa
     # ...and the edge keeps serving from memory meanwhile.
     assert (await client.get("/img/astronaut.jpg?w=10")).status == 200
     assert (await client.get("/img/astronaut.jpg?w=10")).headers["X-Cache"] == "HIT-MEMORY"
-    healthy = await make_edge(edge_config(tmp_path, images))
+
+    async def origin_healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    origin = web.Application()  # readiness also asks the avatar origin's /healthz
+    origin.router.add_get("/healthz", origin_healthz)
+    origin_url = str((await aiohttp_server(origin)).make_url("")).rstrip("/")
+    healthy = await make_edge(edge_config(tmp_path, images, origin_url=origin_url))
     assert (await healthy.get("/readyz")).status == 200
 
 

@@ -74,3 +74,8 @@ def hostile_edge(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Ite
     service = start_service("edge", config, port)
     yield HostileEdge(service, images, outside, expected)
     stop_service(service)
+
+
+# The origin's own fixtures (an in-process origin on 127.0.0.1, real SQLite, tmp blob dir).
+from tests.origin.conftest import make_config, start_origin  # noqa: E402, F401
+from tests.origin.conftest import bucket, moto_endpoint, s3  # noqa: E402, F401

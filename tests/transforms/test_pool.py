@@ -102,7 +102,7 @@ async def test_sigkilled_worker_fails_only_its_request(
 ) -> None:
     marker = tmp_path / "pid"
     victim = asyncio.ensure_future(pool.run(tasks.report_and_sleep, str(marker), 10.0))
-    bystanders = [asyncio.ensure_future(pool.run(tasks.sleep, 0.3)) for _ in range(4)]
+    bystanders = [asyncio.ensure_future(pool.run(tasks.sleep, 0.2)) for _ in range(3)]
     for _ in range(500):
         if marker.exists() and marker.read_text():
             break
@@ -116,7 +116,7 @@ async def test_sigkilled_worker_fails_only_its_request(
     assert all(isinstance(p, int) for p in await asyncio.gather(*bystanders))  # retried, fine
     first = await pool.render(sample_bytes("static10k.jpg"), TransformSpec(width=50), LIMITS)
     assert first.width == 50
-    assert time.perf_counter() - killed_at < 2.0  # whole again well within a second or two
+    assert time.perf_counter() - killed_at < 2.0  # ~0.5 s idle; 2 s leaves room for a busy CI
     data = sample_bytes("static10k.jpg")
     results = await asyncio.gather(
         *(pool.render(data, TransformSpec(width=40), LIMITS) for _ in range(50))
@@ -135,14 +135,14 @@ async def test_segfault_is_worker_crashed(pool: TransformPool) -> None:
 
 
 async def test_timeout_kills_the_stuck_worker() -> None:
-    pool = TransformPool(processes=1, max_queue=4, timeout_s=0.5)
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=1.0)
     await pool.start()
     try:
         (before,) = pool.worker_pids
         started = time.perf_counter()
         with pytest.raises(Timeout) as err:
             await pool.run(tasks.sleep, 30)
-        assert 0.45 < time.perf_counter() - started < 1.0
+        assert 0.95 < time.perf_counter() - started < 2.0
         assert err.value.status == 504
         after = await pool.run(tasks.pid)
         assert after != before

@@ -1,0 +1,64 @@
+"""Results from finished runs: the summary's medians and ratios, the table, JSON and charts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.edgemetrics import EdgeCounters
+from benchmarks.measure import Measurement
+from benchmarks.report import summarize, table, write_json
+from benchmarks.runner import RunResult
+from benchmarks.targets import Settings
+
+
+def fake_run(index: int, rps: float, base: float) -> RunResult:
+    curve = [(0.0, 0.5), (50.0, 1.0 + index), (90.0, 2.0), (99.0, 4.0), (100.0, 9.0)]
+    m = Measurement("wrk", 32, 10.0, int(rps * 10), statuses={"200": int(rps * 10)}, curve=curve)
+    return RunResult(
+        index,
+        m,
+        "rps",
+        m.rps,
+        EdgeCounters(hits={"memory": 90.0}, misses=10.0),
+        peak_rss={"edge": 150 * 2**20},
+        cpu_ms_per_request={"edge": 0.2},
+        noise={"steal_pct": 0.0, "irq_pct": 3.0, "other_pct": 1.0},
+        baseline={
+            "kind": "aiohttp",
+            "label": "bare",
+            "value": base,
+            "unit": "rps",
+            "measurement": Measurement("wrk", 32, 10.0, int(base * 10), curve=curve).to_json(),
+        },
+    )
+
+
+def test_summary_takes_medians_and_per_run_ratios() -> None:
+    runs = [fake_run(0, 1000, 2000), fake_run(1, 3000, 4000), fake_run(2, 2000, 8000)]
+    s = summarize(Settings("hit", runs=3), runs)
+    assert s["rps"]["median"] == 2000 and (s["rps"]["min"], s["rps"]["max"]) == (1000, 3000)
+    assert s["ratio"]["runs"] == (0.5, 0.75, 0.25) and s["ratio"]["median"] == 0.5
+    assert s["p50_ms"]["median"] == 2.0
+    assert s["hit_ratio"]["median"] == pytest.approx(0.9)
+    assert s["peak_rss_mb"] == {"edge": 150.0}
+    text = table([s])
+    assert "| hit | wrk -c32 | 2000 (1000-3000) | 0.50 (0.25-0.75) |" in text
+    assert "0.900 (0.900-0.900)" in text
+
+
+def test_json_and_charts_are_written(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks.chart import plot_scenario, plot_summary
+
+    runs = [fake_run(0, 1000, 2000), fake_run(1, 1500, 2500)]
+    data = write_json(tmp_path, Settings("hit", runs=2), runs, "python -m benchmarks.load")
+    saved = json.loads((tmp_path / "hit.json").read_text())
+    assert saved["summary"]["rps"]["median"] == 1250
+    assert saved["runs"][1]["baseline"]["value"] == 2500
+    assert saved["machine"]["cpus"] >= 1
+    plot_scenario(data, tmp_path / "hit.png")
+    assert plot_summary(tmp_path, tmp_path / "summary.png") == ["hit"]
+    for name in ("hit.png", "summary.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
