@@ -21,7 +21,7 @@ import yaml
 
 from benchmarks.chart import plot_scenario, plot_summary
 from benchmarks.drive import Driver, Progress, choose_generator
-from benchmarks.report import table, write_json
+from benchmarks.report import process_lines, table, write_json
 from benchmarks.runner import ScenarioRunner
 from benchmarks.scenarios import DEFAULT_USERS, SCENARIOS
 from benchmarks.targets import Settings
@@ -134,7 +134,7 @@ def settings_for(args: argparse.Namespace, scenario: str) -> Settings:
 async def run(args: argparse.Namespace, command: str) -> int:
     progress = Progress()
     generator = choose_generator(args.generator)
-    summaries, failed = [], []
+    summaries, datas, failed = [], [], []
     for scenario in args.scenarios:
         settings = settings_for(args, scenario)
         progress.note(
@@ -154,6 +154,7 @@ async def run(args: argparse.Namespace, command: str) -> int:
         data = write_json(args.out, settings, results, command)
         plot_scenario(data, args.out / f"{scenario}.png")
         summaries.append(data["summary"])
+        datas.append(data)
         for r in results:
             for note in r.notes:
                 progress.note(f"[{scenario} {r.index + 1}] note: {note}")
@@ -161,6 +162,8 @@ async def run(args: argparse.Namespace, command: str) -> int:
         plot_summary(args.out, args.out / "summary.png")
         print()
         print(table(summaries))
+        print()
+        print(process_lines(datas))
         print(f"\nresults: {args.out}/<scenario>.json, <scenario>.png, summary.png")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -22,6 +22,7 @@ class ProcPeak:
     pid: int
     tree: str
     name: str
+    role: str = "?"  # the tree's main process, its serving copies, transform workers ...
     peak_rss: int = 0  # bytes
     cpu_s: float = 0.0  # utime+stime at the last sample
     cpu_s_first: float | None = None
@@ -46,6 +47,7 @@ class TreeStats:
                     "pid": p.pid,
                     "tree": p.tree,
                     "name": p.name,
+                    "role": p.role,
                     "peak_rss_mb": round(p.peak_rss / 2**20, 1),
                 }
                 for p in sorted(self.procs.values(), key=lambda p: (p.tree, p.pid))
@@ -111,6 +113,23 @@ def process_name(pid: int) -> str:
     return " ".join(words)[:80]
 
 
+def process_role(
+    pid: int, root: int, name: str, known: Mapping[int, ProcPeak], ppid: int, tree: str
+) -> str:
+    """A short role from the command line and the parent: `edge`, `edge serving`, `worker`."""
+    parent = known.get(ppid)
+    if pid == root:
+        return tree
+    if "resource_tracker" in name:
+        return "resource tracker"
+    if "forkserver" in name:
+        forked = parent is not None and "forkserver" in parent.name
+        return "transform worker" if forked else "forkserver"
+    if parent is not None and parent.pid == root and ("spawn_main" in name or name == parent.name):
+        return f"{tree} serving"  # edge.workers > 1: serving processes under a supervisor
+    return "worker" if "multiprocessing" in name else os.path.basename(name.split()[0])
+
+
 class Sampler:
     """Samples the trees under `roots` ({label: pid}) until `stop()`; read `.stats` after."""
 
@@ -151,7 +170,9 @@ class Sampler:
                 total += rss
                 proc = self.stats.procs.get(pid)
                 if proc is None:
-                    proc = self.stats.procs[pid] = ProcPeak(pid, tree, process_name(pid))
+                    name = process_name(pid)
+                    role = process_role(pid, root, name, self.stats.procs, int(stat[1]), tree)
+                    proc = self.stats.procs[pid] = ProcPeak(pid, tree, name, role)
                 proc.peak_rss = max(proc.peak_rss, rss)
                 proc.cpu_s = (int(stat[11]) + int(stat[12])) / TICKS
                 if proc.cpu_s_first is None:

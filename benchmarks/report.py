@@ -141,8 +141,20 @@ def write_json(
         "runs": [run_json(r) for r in runs],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{settings.scenario}.json").write_text(json.dumps(data, indent=1, default=str))
+    text = json.dumps(without_nan(data), indent=1, default=str)
+    (out_dir / f"{settings.scenario}.json").write_text(text)
     return data
+
+
+def without_nan(value: Any) -> Any:
+    """NaN (a figure nobody measured) -> null, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nan(v) for v in value]
+    return value
 
 
 def fmt(s: dict[str, Any], digits: int = 0) -> str:
@@ -192,6 +204,19 @@ def table(summaries: Sequence[dict[str, Any]]) -> str:
                 f"| {fmt(p['p50_ms'], 2)} | {fmt(p['p99_ms'], 2)} |"
             )
     return "\n".join(lines)
+
+
+def process_lines(datas: Sequence[dict[str, Any]]) -> str:
+    """Per scenario, the peak RSS of each process of the stack (the first run's)."""
+    lines = []
+    for d in datas:
+        if not d["runs"]:
+            continue
+        procs = d["runs"][0]["processes"].get("processes", [])
+        parts = [f"{p['role']} {p['peak_rss_mb']:.0f}" for p in procs]
+        if parts:
+            lines.append(f"{d['scenario']}: " + ", ".join(parts))
+    return "peak RSS per process, MB\n  " + "\n  ".join(lines) if lines else ""
 
 
 def median_of(s: dict[str, Any]) -> float:

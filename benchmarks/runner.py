@@ -112,7 +112,7 @@ class ScenarioRunner:
             sampler.stats.to_json(),
             dict(sampler.stats.peak_total_rss),
             {t: 1000 * c / m.requests for t, c in cpu.items() if m.requests},
-            box_noise(box0, box1, sum(cpu.values())),
+            box_noise(box0, box1, sum(cpu.values())) if cpu else {},  # --url: servers unseen
             notes=list(plan.notes),
         )
         await self.check_after(target, plan, result)
@@ -153,7 +153,8 @@ class ScenarioRunner:
 
 
 def rss_text(rss: dict[str, int]) -> str:
-    return "  ".join(f"{tree} {v / 2**20:.0f} MB" for tree, v in sorted(rss.items()))
+    text = "  ".join(f"{tree} {v / 2**20:.0f} MB" for tree, v in sorted(rss.items()))
+    return text or "-"
 
 
 def noise_text(noise: dict[str, float]) -> str:

@@ -44,6 +44,13 @@ class StackOptions:
     keep_dir: bool = False
 
 
+def total_transform_processes(processes: int, workers: int) -> int:
+    """Transform workers of the whole edge: each serving process has its own pool of
+    `processes`, or with 0 its share of one per CPU (as `edge.server.split_processes`)."""
+    per_worker = processes if processes > 0 else max(1, (os.cpu_count() or 1) // workers)
+    return per_worker * workers
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,8 +97,9 @@ class Stack:
 
     @property
     def transform_processes(self) -> int:
-        n = int(self.config["edge"]["transforms"].get("processes", 0))
-        return n or (os.cpu_count() or 1)
+        return total_transform_processes(
+            int(self.config["edge"]["transforms"].get("processes", 0)), self.workers
+        )
 
     @property
     def workers(self) -> int:

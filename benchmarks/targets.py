@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.scenarios import jpeg_size
-from benchmarks.stack import Stack, StackOptions
+from benchmarks.stack import Stack, StackOptions, total_transform_processes
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ async def open_target(settings: Settings) -> AsyncIterator[Target]:
             settings.url.rstrip("/"),
             settings.origin_url.rstrip("/") if settings.origin_url else None,
             settings.workers,
-            settings.transform_processes or (os.cpu_count() or 1),
+            total_transform_processes(settings.transform_processes, settings.workers),
             bool(settings.progressive),
         )
         return

@@ -114,7 +114,10 @@ class TransformPool:
     async def start(self) -> None:
         """Start every worker now, so the first request does not pay for a spawn."""
         gen = self._new_generation()
-        await self._warm(gen)
+        futures = [gen.executor.submit(worker.warm) for _ in range(self.processes)]
+        gen.note_processes()
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await asyncio.gather(*map(asyncio.wrap_future, futures))
 
     async def close(self) -> None:
         self._closed = True
@@ -193,6 +196,10 @@ class TransformPool:
         if not done:
             self._stop_stuck(gen, slot, future)
             raise Timeout(f"the transform took longer than {self.timeout_s:g} s")
+        if waiting.cancelled():  # a replaced or closed executor dropped it before it started
+            if self._closed:
+                raise Overloaded("the transform pool is shutting down")
+            return RETRY
         try:
             return waiting.result()
         except BrokenProcessPool:
@@ -252,7 +259,7 @@ class TransformPool:
         return self._generation
 
     async def _warm(self, gen: Generation) -> None:
-        """Submit one no-op per process and wait for them; errors surface on real tasks."""
+        """Start a replacement's workers in the background; errors surface on real tasks."""
         with contextlib.suppress(Exception):
             if self._settling is not None:
                 await asyncio.shield(self._settling)

@@ -47,13 +47,19 @@ def avatar_pool() -> Iterator[TransformPool]:
     asyncio.run(pool.close())
 
 
-def count_edge_calls(counts: collections.Counter[str]) -> Any:
+def count_edge_calls(counts: collections.Counter[str], delays: dict[str, float]) -> Any:
+    """Count (and optionally slow down, `delays[kind]` seconds) what the edge asks for."""
+
     @web.middleware
     async def counter(request: web.Request, handler: Handler) -> web.StreamResponse:
+        kind = None
         if request.path.startswith("/v1/avatars/"):
-            counts["lookup"] += 1
+            kind = "lookup"
         elif request.path.startswith("/v1/photos/") and request.path.endswith("/raw"):
-            counts["raw"] += 1
+            kind = "raw"
+        if kind is not None:
+            counts[kind] += 1
+            await asyncio.sleep(delays.get(kind, 0.0))
         return await handler(request)
 
     return counter
@@ -69,6 +75,7 @@ class Stack:
     edge_config: EdgeConfig
     origin_calls: collections.Counter[str] = field(default_factory=collections.Counter)
     restart: Callable[[], Awaitable[TestServer]] | None = None  # the origin, same port and data
+    origin_delays: dict[str, float] = field(default_factory=dict)  # "lookup"/"raw" -> seconds
 
     async def user(self, *photos: bytes, ratings: tuple[str, ...] = ()) -> dict[str, Any]:
         """A user with these photos uploaded (none active); adds `token` and `photo_ids`."""
@@ -137,10 +144,11 @@ async def start_stack(
             purge_token=TOKEN,
         )
         counts: collections.Counter[str] = collections.Counter()
+        delays: dict[str, float] = {}
 
         async def start_origin() -> TestServer:
             origin_app = create_origin(origin_config)
-            origin_app.middlewares.insert(0, count_edge_calls(counts))
+            origin_app.middlewares.insert(0, count_edge_calls(counts, delays))
             return await aiohttp_server(origin_app, host="127.0.0.1", port=origin_port)
 
         origin_server = await start_origin()
@@ -167,7 +175,7 @@ async def start_stack(
         sessions.append(http)
         api = Api(await aiohttp_client(origin_server), origin_config, http)
         edge = await aiohttp_client(edge_server)
-        return Stack(api, edge, origin_server, edge_config, counts, start_origin)
+        return Stack(api, edge, origin_server, edge_config, counts, start_origin, delays)
 
     yield start
     for http in sessions:

@@ -18,6 +18,7 @@ async def test_100_concurrent_requests_for_a_cold_hash(
     user = await stack.user(astronaut)
     await stack.activate(user, 0)
     path = f"/avatar/{user['hash_md5']}?s=96"
+    stack.origin_delays["lookup"] = 0.2  # a slow origin: all 100 surely arrive while it thinks
     transforms_before = await metric(stack, "imgcdn_edge_transform_seconds_count")
 
     async def one() -> tuple[int, str, bytes]:
@@ -42,6 +43,7 @@ async def test_sizes_requested_together_share_one_photo_fetch(
     stack = await start_stack()
     user = await stack.user(sample_bytes("coffee.jpg"))
     await stack.activate(user, 0)
+    stack.origin_delays["raw"] = 0.3  # so every size's miss surely overlaps the first fetch
     sizes = (16, 32, 64, 128, 256)
     results = await asyncio.gather(*(stack.get(f"/avatar/{user['hash_md5']}?s={s}") for s in sizes))
     assert [size_of(body) for _, body in results] == [(s, s) for s in sizes]

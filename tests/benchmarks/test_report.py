@@ -54,7 +54,8 @@ def test_json_and_charts_are_written(tmp_path) -> None:
 
     runs = [fake_run(0, 1000, 2000), fake_run(1, 1500, 2500)]
     data = write_json(tmp_path, Settings("hit", runs=2), runs, "python -m benchmarks.load")
-    saved = json.loads((tmp_path / "hit.json").read_text())
+    text = (tmp_path / "hit.json").read_text()
+    saved = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert saved["summary"]["rps"]["median"] == 1250
     assert saved["runs"][1]["baseline"]["value"] == 2500
     assert saved["machine"]["cpus"] >= 1

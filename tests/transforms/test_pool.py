@@ -186,3 +186,33 @@ async def test_hostile_inputs_keep_worker_memory_bounded(sample_bytes: Read) -> 
         assert pool.restarts == 0
     finally:
         await pool.close()
+
+
+async def test_a_cancelled_caller_keeps_its_slot_until_the_worker_is_done() -> None:
+    pool = TransformPool(processes=1, max_queue=1, timeout_s=10)
+    await pool.start()
+    try:
+        running = asyncio.ensure_future(pool.run(tasks.sleep, 0.5))
+        await asyncio.sleep(0.2)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert pool.queued == 1  # the worker is still busy with it
+        await asyncio.sleep(0.6)
+        assert pool.queued == 0
+        assert await pool.run(tasks.pid) in pool.worker_pids
+    finally:
+        await pool.close()
+
+
+async def test_close_refuses_waiting_work() -> None:
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=10)
+    await pool.start()
+    work = [asyncio.ensure_future(pool.run(tasks.sleep, 0.3)) for _ in range(4)]
+    await asyncio.sleep(0.1)
+    await pool.close()
+    results = await asyncio.gather(*work, return_exceptions=True)
+    assert isinstance(results[0], int)  # running work may finish within the grace period
+    assert isinstance(results[-1], Overloaded)  # still waiting: refused, not lost
+    assert all(isinstance(r, int | Overloaded) for r in results)
+    assert not pool.healthy
