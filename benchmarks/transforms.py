@@ -10,7 +10,8 @@ probe, no limits, no allow-list, no admission or healing. The pool side is
 `TransformPool.render` from an asyncio loop. Each rep alternates short chunks (two corpus
 passes) between the sides, so a busy machine's drift lands on both; the ratio is computed per
 rep and reported as median and min..max over reps.
-Writes `benchmarks/results/transforms.json`.
+A second, noise-free figure per cell: CPU ms per image of `pipeline.render` against the bare
+calls, in this process. Writes `benchmarks/results/transforms.json`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pyvips
 
 import imgcdn
 from transforms.formats import save_options
+from transforms.pipeline import render
 from transforms.pool import TransformPool
 from transforms.spec import Limits, TransformSpec
 
@@ -116,6 +118,25 @@ def summarize(width: int, fmt: str, pool_ips: list[float], bare_ips: list[float]
     }
 
 
+def cpu_cost(images: list[bytes], width: int, fmt: str) -> dict[str, float]:
+    """CPU ms per image in this process, `pipeline.render` vs bare: the pipeline's own cost,
+    free of scheduling noise (no pool, no IPC). Alternated, best of three rounds."""
+    spec = TransformSpec(width=width, format=fmt)  # type: ignore[arg-type]
+    limits = Limits()
+    best = {"pipeline": float("inf"), "bare": float("inf")}
+    for _ in range(3):
+        for side in best:
+            started = time.process_time()
+            for data in images:
+                if side == "pipeline":
+                    render(data, spec, limits)
+                else:
+                    bare_render((data, width, fmt))
+            spent = (time.process_time() - started) * 1000 / len(images)
+            best[side] = round(min(best[side], spent), 2)
+    return best
+
+
 async def measure(processes: int, reps: int, repeat: int) -> list[dict[str, Any]]:
     images = corpus()
     pool = TransformPool(processes, max_queue=len(images) * CHUNK_PASSES, timeout_s=120)
@@ -135,6 +156,7 @@ async def measure(processes: int, reps: int, repeat: int) -> list[dict[str, Any]
                     pool_ips.append(pool_rate)
                     bare_ips.append(bare_rate)
                 cell = summarize(width, fmt, pool_ips, bare_ips)
+                cell["cpu_ms_per_image"] = cpu_cost(images, width, fmt)
                 print_row(cell)
                 cells.append(cell)
     finally:
@@ -144,14 +166,18 @@ async def measure(processes: int, reps: int, repeat: int) -> list[dict[str, Any]
     return cells
 
 
-HEADER = f"{'w':>5} {'fmt':<5} {'pool img/s':>11} {'bare img/s':>11} {'ratio':>6}  spread"
+HEADER = (
+    f"{'w':>5} {'fmt':<5} {'pool img/s':>11} {'bare img/s':>11} {'ratio':>6}  {'spread':<10}"
+    f"  cpu ms/img pipeline vs bare"
+)
 
 
 def print_row(cell: dict[str, Any]) -> None:
     print(
         f"{cell['width']:>5} {cell['format']:<5} {cell['pool_median']:>11.1f}"
         f" {cell['bare_median']:>11.1f} {cell['ratio_median']:>6.2f}"
-        f"  {cell['ratio_min']:.2f}..{cell['ratio_max']:.2f}",
+        f"  {cell['ratio_min']:.2f}..{cell['ratio_max']:.2f}  "
+        f"  {cell['cpu_ms_per_image']['pipeline']:.2f} vs {cell['cpu_ms_per_image']['bare']:.2f}",
         flush=True,
     )
 
@@ -168,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{count} images per rep and side, {args.processes} processes, {args.reps} reps")
     print(HEADER, flush=True)
     started = time.perf_counter()
+    bare_init()  # the in-process CPU comparison runs with the workers' libvips settings
     cells = asyncio.run(measure(args.processes, args.reps, args.repeat))
     met = all(c["ratio_median"] >= GOAL_RATIO for c in cells if c["width"] == GOAL_WIDTH)
     result = {
