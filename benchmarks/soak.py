@@ -16,8 +16,9 @@ and at the end of the run and the growth over the last half. Goals (the issue's)
 unintended error, and no process growing more than 10 % over the last half.
 
 A warm-up (`--warmup`, 60 s) at the same rate comes first: its errors count, its latency and
-RSS do not (the caches fill there). Without `--rate`, it first measures the peak of the same mix (`--calibrate` seconds, closed
-loop) and soaks at 70 % of it. Results: a table on stdout and `--out` (JSON).
+RSS do not (the caches fill there). Without `--rate`, it first measures the peak of the same
+mix (`--calibrate` seconds, closed loop) and soaks at 70 % of it. Results: a table on stdout
+and `--out` (JSON).
 """
 
 from __future__ import annotations

@@ -77,5 +77,10 @@ def hostile_edge(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Ite
 
 
 # The origin's own fixtures (an in-process origin on 127.0.0.1, real SQLite, tmp blob dir).
-from tests.origin.conftest import make_config, start_origin  # noqa: E402, F401
-from tests.origin.conftest import bucket, moto_endpoint, s3  # noqa: E402, F401
+from tests.origin.conftest import (  # noqa: E402, F401
+    bucket,
+    make_config,
+    moto_endpoint,
+    s3,
+    start_origin,
+)

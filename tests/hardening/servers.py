@@ -230,7 +230,9 @@ def raw_request(port: int, data: bytes, timeout_s: float = 10.0) -> RawResponse:
 def raw_get(port: int, target: bytes, extra_headers: bytes = b"") -> RawResponse:
     return raw_request(
         port,
-        b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"GET "
+        + target
+        + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         + extra_headers
         + b"\r\n",
     )

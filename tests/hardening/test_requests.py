@@ -93,7 +93,9 @@ OVERSIZED = [
 ]
 
 
-@pytest.mark.parametrize(("target", "headers"), [o[1:] for o in OVERSIZED], ids=[o[0] for o in OVERSIZED])
+@pytest.mark.parametrize(
+    ("target", "headers"), [o[1:] for o in OVERSIZED], ids=[o[0] for o in OVERSIZED]
+)
 def test_over_aiohttp_limits_is_4xx_and_no_crash(
     hostile_edge: HostileEdge, target: bytes, headers: bytes
 ) -> None:
@@ -172,6 +174,8 @@ def test_symlinks_that_stay_inside_work(hostile_edge: HostileEdge) -> None:
 def test_no_refusal_above_was_a_500(hostile_edge: HostileEdge) -> None:
     """The metrics of the whole run so far: every hostile request was answered below 500."""
     r = raw_get(hostile_edge.service.port, b"/metrics")
-    lines = [ln for ln in r.body.decode().splitlines() if ln.startswith("imgcdn_edge_requests_total")]
+    lines = [
+        ln for ln in r.body.decode().splitlines() if ln.startswith("imgcdn_edge_requests_total")
+    ]
     assert lines, r.body[:500]
     assert not [ln for ln in lines if 'status="5' in ln], lines

@@ -27,9 +27,7 @@ async def origin(make_config: MakeConfig, start_origin: StartOrigin) -> Api:
 
 def blobs(api: Api) -> dict[str, bytes]:
     root = Path(api.config.storage.path)
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 async def send_raw(url: URL, data: bytes, read: bool = True) -> bytes:
