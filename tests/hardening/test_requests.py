@@ -171,8 +171,50 @@ def test_symlinks_that_stay_inside_work(hostile_edge: HostileEdge) -> None:
     assert raw_get(hostile_edge.service.port, b"/img/inside-link.jpg?w=16").status == 200
 
 
+HASH = "0" * 31 + "1"
+AVATAR_PARAMETERS = [
+    (f"/avatar/{HASH}?s=0", "s:"),
+    (f"/avatar/{HASH}?s=2049", "s:"),
+    (f"/avatar/{HASH}?s=abc", "s:"),
+    (f"/avatar/{HASH}?size=1e3", "size:"),
+    (f"/avatar/{HASH}?s=%D9%A1", "s:"),
+    (f"/avatar/{HASH}?s=10&size=20", "given more than once"),
+    (f"/avatar/{HASH}?r=nc17", "r:"),
+    (f"/avatar/{HASH}?d=" + "a" * 3000, "d: value too long"),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    AVATAR_PARAMETERS,
+    ids=[t[len("/avatar/") + 32 :][:40] for t, _ in AVATAR_PARAMETERS],
+)
+def test_bad_avatar_parameters_are_one_line_400s(
+    hostile_edge: HostileEdge, target: str, says: str
+) -> None:
+    assert_one_line(raw_get(hostile_edge.service.port, target.encode()), 400, says)
+    assert_healthy(hostile_edge)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/avatar/%2e%2e/%2e%2e/etc/passwd",
+        b"/avatar/" + HASH.encode() + b".svg",
+        b"/avatar/" + HASH.encode() + b"/x",
+        b"/avatar/" + HASH[:31].encode(),
+        b"/avatar/" + b"g" * 32,
+        b"/avatar/" + HASH.encode() + b"%00.png",
+    ],
+)
+def test_avatar_paths_that_are_not_hashes_are_404(hostile_edge: HostileEdge, target: bytes) -> None:
+    r = raw_get(hostile_edge.service.port, target)
+    assert r.status == 404 and b"Traceback" not in r.body
+
+
 def test_no_refusal_above_was_a_500(hostile_edge: HostileEdge) -> None:
-    """The metrics of the whole run so far: every hostile request was answered below 500."""
+    """The metrics of every request the shared hostile edge has had so far (this module's and
+    test_images'): each was answered below 500."""
     r = raw_get(hostile_edge.service.port, b"/metrics")
     lines = [
         ln for ln in r.body.decode().splitlines() if ln.startswith("imgcdn_edge_requests_total")
