@@ -84,6 +84,7 @@ def start_service(name: str, config: Path, port: int, *, wait: bool = True) -> S
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: nothing it starts can leak
         )
     service = Service(name, config, port, log, process)
     if wait:
@@ -119,7 +120,8 @@ def http_status(url: str, timeout_s: float = 2.0) -> int | None:
 
 
 def stop_service(service: Service, grace_s: float = 15.0) -> int | None:
-    """SIGTERM, wait up to `grace_s`, then SIGKILL the service and whatever it left behind."""
+    """SIGTERM, wait up to `grace_s`, then SIGKILL the service and whatever it left behind
+    (its process group: workers orphaned by a crashed service are still in it)."""
     tree = descendants(service.pid)
     if service.alive():
         service.process.send_signal(signal.SIGTERM)
@@ -130,6 +132,8 @@ def stop_service(service: Service, grace_s: float = 15.0) -> int | None:
             service.process.wait()
     for pid in tree[1:]:
         kill_leftover(pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(service.pid, signal.SIGKILL)  # the group we created at start
     return service.process.returncode
 
 
