@@ -13,10 +13,11 @@ data=$(mktemp -d /tmp/imgcdn-pg.XXXXXX)
 chown postgres: "$data" 2>/dev/null || true
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 as_pg "$bin/initdb" -D "$data" -U imgcdn --auth=trust -E UTF8 >/dev/null
+# The server must not inherit fd 3 (the caller's $(...) pipe) or the caller never sees EOF.
 # Try a few ports: one may be taken by a developer's own server or an earlier run.
 for _ in 1 2 3 4 5 6 7 8; do
   if as_pg "$bin/pg_ctl" -D "$data" -l "$data/log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $data" start >/dev/null 2>&1; then
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $data" start >/dev/null 2>&1 3>&-; then
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U imgcdn imgcdn_test
     echo "postgresql://imgcdn@127.0.0.1:$port/imgcdn_test" >&3
     exit 0
