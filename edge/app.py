@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from edge.appkeys import (
+    AVATAR_ROUTES,
     BROADCAST,
     CONFIG,
+    IMG_ROUTES,
     LIMITS,
     METRICS,
     POOL,
@@ -23,8 +25,9 @@ from edge.avatars import setup_avatars
 from edge.broadcast import PurgeBroadcast
 from edge.cache import DiskTier, MemoryTier, TieredCache
 from edge.img import handle_img, handle_raw
+from edge.memo import Memo
 from edge.metrics import create_metrics
-from edge.middleware import error_middleware, metrics_middleware
+from edge.middleware import add_catch_all, add_route
 from edge.purge import drop_locally, handle_purge, purge_paths_hook
 from edge.records import RecordStore
 from edge.sources import create_source
@@ -40,6 +43,9 @@ from imgcdn.config import EdgeConfig
 from transforms.pool import TransformPool
 from transforms.spec import Limits
 
+ROUTES_KEPT = 4096  # memoized /img request resolutions (~1 KB each with their headers)
+AVATAR_ROUTES_KEPT = 16384  # avatars: many hashes x a few sizes; Zipf traffic needs more
+
 
 def create_app(
     config: EdgeConfig, *, pool: TransformPool | None = None, reports_shared: bool = True
@@ -47,11 +53,13 @@ def create_app(
     """The edge app. `pool`: an already started pool to share (tests); the app then leaves
     it running at cleanup. `reports_shared`: this process reports the disk tier's size
     (one process of several sharing the disk)."""
-    app = web.Application(middlewares=[metrics_middleware, error_middleware])
+    app = web.Application()  # no middlewares: each handler is wrapped (edge/middleware.py)
     app[CONFIG] = config
     app[LIMITS] = Limits.from_config(config.transforms)
     app[METRICS] = create_metrics()
     app[REPORTS_SHARED] = reports_shared
+    app[IMG_ROUTES] = Memo(ROUTES_KEPT)
+    app[AVATAR_ROUTES] = Memo(AVATAR_ROUTES_KEPT)
     app[PURGE_HOOKS] = {"paths": purge_paths_hook(app)}
     app[READINESS_CHECKS] = default_checks(app)
     app.cleanup_ctx.extend(
@@ -59,16 +67,17 @@ def create_app(
     )
     add_routes(app)
     setup_avatars(app)  # after the fixed routes: its pattern only takes hashes anyway
+    add_catch_all(app)  # last: whatever no route above matched
     return app
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/img/{path:.+}", handle_img, name="img")
-    app.router.add_get("/raw/{path:.+}", handle_raw, name="raw")
-    app.router.add_post("/_purge", handle_purge, name="purge")
-    app.router.add_get("/metrics", handle_metrics, name="metrics")
-    app.router.add_get("/healthz", handle_healthz, name="healthz")
-    app.router.add_get("/readyz", handle_readyz, name="readyz")
+    add_route(app, "GET", "/img/{path:.+}", handle_img, "img")
+    add_route(app, "GET", "/raw/{path:.+}", handle_raw, "raw")
+    add_route(app, "POST", "/_purge", handle_purge, "purge")
+    add_route(app, "GET", "/metrics", handle_metrics, "metrics")
+    add_route(app, "GET", "/healthz", handle_healthz, "healthz")
+    add_route(app, "GET", "/readyz", handle_readyz, "readyz")
 
 
 def pool_ctx(
@@ -119,6 +128,7 @@ async def variants_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS],
         max_age_s=c.max_age_s,
         stale_if_error_s=c.stale_if_error_s,
+        admit=app[POOL].admit,
     )
     app[VARIANTS] = service
     yield

@@ -11,6 +11,7 @@ from edge.avatar_variants import AvatarVariants
 from edge.broadcast import PurgeBroadcast
 from edge.cache import TieredCache
 from edge.lookup import AvatarLookups
+from edge.memo import Memo
 from edge.metrics import Metrics
 from edge.origin_client import OriginClient
 from edge.sources import Source
@@ -45,3 +46,5 @@ BROADCAST = web.AppKey("broadcast", PurgeBroadcast)
 ORIGIN = web.AppKey("origin", OriginClient)  # avatars: the origin API client
 LOOKUPS = web.AppKey("lookups", AvatarLookups)  # avatars: hash -> photo
 AVATARS = web.AppKey("avatars", AvatarVariants)  # avatars: cached variants
+IMG_ROUTES = web.AppKey("img_routes", Memo)  # (raw path, Accept) -> img.ImgRoute
+AVATAR_ROUTES = web.AppKey("avatar_routes", Memo)  # (raw path, Accept) -> avatars.AvatarRoute

@@ -7,6 +7,7 @@ a photo's rating allows it, and the cache keys of avatar variants.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -103,11 +104,13 @@ def rating_allows(requested: str, photo_rating: str) -> bool:
     return rank.get(photo_rating, len(RATINGS)) <= rank[requested]
 
 
+@functools.lru_cache(maxsize=16384)  # pure; asked on every avatar request
 def photo_variant_key(photo_id: str, version: int, token: str, fmt: str) -> str:
     """A photo's variant: photo ids never change their bytes, so the key needs no validator."""
     return "a1:" + digest("photo", photo_id, str(version), token, fmt)
 
 
+@functools.lru_cache(maxsize=16384)
 def default_variant_key(kind: str, avatar_hash: str, initials: str, token: str, fmt: str) -> str:
     """A default image's variant. `mp` and `blank` look the same for every hash, so they share
     one entry; the others are drawn from the hash (and `initials` from its letters)."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import cast
 
 from aiohttp import web
 
 from edge.appkeys import (
+    AVATAR_ROUTES,
     AVATARS,
     CONFIG,
     LIMITS,
@@ -32,6 +33,7 @@ from edge.appkeys import (
 from edge.avatar_query import (
     ROUTE,
     AvatarQuery,
+    AvatarTarget,
     default_variant_key,
     parse_avatar_query,
     parse_target,
@@ -42,7 +44,10 @@ from edge.avatar_variants import AvatarServed, AvatarVariants
 from edge.defaults import Redirect
 from edge.headers import ImageMeta, etag_matches, image_headers, stale_if_error
 from edge.lookup import ORIGIN_DOWN, AvatarLookups, Lookup
+from edge.memo import request_key
+from edge.middleware import add_route
 from edge.origin_client import Avatar, OriginClient
+from edge.responses import HeaderSlot
 from transforms.errors import InvalidParam, NotFound
 from transforms.formats import negotiate
 from transforms.spec import Format, TransformSpec, parse_spec
@@ -60,12 +65,43 @@ class Found:
     degraded: bool = False  # the origin failed and `d` stands in
 
 
-async def handle_avatar(request: web.Request) -> web.StreamResponse:
-    started = time.time()
+@dataclass(frozen=True)
+class AvatarRoute:
+    """What an avatar request line + `Accept` resolve to (pure): memoized like /img's."""
+
+    target: AvatarTarget
+    query: AvatarQuery
+    spec: TransformSpec
+    fmt: str
+    vary: bool
+    token: str
+    headers: HeaderSlot = field(default_factory=HeaderSlot, compare=False)
+
+
+def resolve_avatar(request: web.Request) -> AvatarRoute:
+    """Parse an avatar request (400 on a bad parameter)."""
     target = parse_target(request.match_info["tail"])
     query = parse_avatar_query(request.query.items())
     spec, fmt, vary = avatar_spec(request, target.format)
-    token = spec.cache_token(fmt)
+    return AvatarRoute(target, query, spec, fmt, vary, spec.cache_token(fmt))
+
+
+async def handle_avatar(request: web.Request) -> web.StreamResponse:
+    started = time.time()
+    memo_key = request_key(request.raw_path, request.headers.get("Accept"))
+    route = request.app[AVATAR_ROUTES].get(memo_key) if memo_key else None
+    if route is None:
+        route = resolve_avatar(request)
+        if memo_key:
+            request.app[AVATAR_ROUTES].put(memo_key, route)
+    target, query, spec, fmt, vary, token = (
+        route.target,
+        route.query,
+        route.spec,
+        route.fmt,
+        route.vary,
+        route.token,
+    )
     found = await find_avatar(request.app, target.hash, query)
     served, found = await serve_photo(request.app, target.hash, query, found, spec, token, fmt)
     if served is None:
@@ -77,7 +113,7 @@ async def handle_avatar(request: web.Request) -> web.StreamResponse:
         served = await request.app[AVATARS].default(
             key, query.default, target.hash, query.initials, spec
         )
-    return avatar_response(request, served, found, vary=vary, started=started)
+    return avatar_response(request, served, found, vary=vary, started=started, slot=route.headers)
 
 
 async def serve_photo(
@@ -94,7 +130,7 @@ async def serve_photo(
         return None, found
     key = photo_variant_key(found.avatar.photo_id, found.avatar.version, token, fmt)
     try:
-        return await app[AVATARS].photo(key, found.avatar, spec), found
+        return await app[AVATARS].photo(key, found.avatar, spec, fmt), found
     except NotFound:  # deleted since the lookup: forget the lookup; the default stands in
         app[LOOKUPS].drop([avatar_hash])
         return None, Found(None, found.lookup)
@@ -143,8 +179,15 @@ def can_stand_in(query: AvatarQuery) -> bool:
 
 
 def avatar_response(
-    request: web.Request, served: AvatarServed, found: Found, *, vary: bool, started: float
+    request: web.Request,
+    served: AvatarServed,
+    found: Found,
+    *,
+    vary: bool,
+    started: float,
+    slot: HeaderSlot | None = None,
 ) -> web.Response:
+    """The image response; `slot`: reuse the headers of the same shape (see HeaderSlot)."""
     app = request.app
     now = time.time()
     lookup, outcome, timings = found.lookup, served.outcome, dict(served.timings_ms)
@@ -153,20 +196,31 @@ def avatar_response(
     if lookup is not None and lookup.stale and served.from_cache:
         outcome = stale_if_error(502)
         app[METRICS].stale_served.inc()
-    max_age = app[CONFIG].cache.avatar_max_age_s
     entry = served.entry
-    headers = image_headers(
-        ImageMeta(entry.content_type, entry.etag, entry.last_modified),
-        cache_control_value=NO_STORE if found.degraded else f"public, max-age={max_age}",
-        vary_accept=vary,
-        outcome=outcome,
-        # Age counts from when the origin last confirmed the lookup: the variant never changes.
-        age=(now - lookup.checked_at if lookup else 0.0) if served.from_cache else None,
-        ttl=app[LOOKUPS].ttl_left(lookup, now) if lookup else None,
-        timings_ms=timings,
-    )
+    # Age counts from when the origin last confirmed the lookup: the variant never changes.
+    age = (now - lookup.checked_at if lookup else 0.0) if served.from_cache else None
+    ttl = app[LOOKUPS].ttl_left(lookup, now) if lookup else None
+    shape = None
+    if slot is not None and age is not None and not timings:
+        shape = (entry, lookup, outcome, found.degraded, int(age), ttl and int(ttl))
+    headers: Mapping[str, str]
+    if shape is not None and slot is not None and slot.shape == shape:
+        headers = slot.headers
+    else:
+        max_age = app[CONFIG].cache.avatar_max_age_s
+        headers = image_headers(
+            ImageMeta(entry.content_type, entry.etag, entry.last_modified),
+            cache_control_value=NO_STORE if found.degraded else f"public, max-age={max_age}",
+            vary_accept=vary,
+            outcome=outcome,
+            age=age,
+            ttl=ttl,
+            timings_ms=timings,
+        )
+        if shape is not None and slot is not None:
+            headers = slot.keep(shape, headers)
     if etag_matches(request.headers.get("If-None-Match"), entry.etag):
-        del headers["Content-Type"]
+        headers = {name: value for name, value in headers.items() if name != "Content-Type"}
         return web.Response(status=304, headers=headers)
     return web.Response(body=entry.body, headers=headers)
 
@@ -190,7 +244,7 @@ def setup_avatars(app: web.Application) -> None:
         return await app[ORIGIN].problem()
 
     app[READINESS_CHECKS].append(origin_reachable)
-    app.router.add_get(ROUTE, handle_avatar, name="avatar")
+    add_route(app, "GET", ROUTE, handle_avatar, "avatar")
 
 
 def purge_hashes_hook(app: web.Application) -> PurgeHook:
@@ -223,7 +277,12 @@ async def avatars_ctx(app: web.Application) -> AsyncIterator[None]:
         keep_s=config.cache.stale_if_error_s,
     )
     app[AVATARS] = variants = AvatarVariants(
-        app[TIERS], app[POOL], app[LIMITS], origin, app[METRICS]
+        app[TIERS],
+        app[POOL],
+        app[LIMITS],
+        origin,
+        app[METRICS],
+        from_larger=config.transforms.avatar_from_larger,
     )
     yield
     await variants.close()

@@ -25,6 +25,8 @@ from cachetools import LRUCache
 
 log = logging.getLogger(__name__)
 
+VOLUME_EVERY_S = 1.0
+READ_WAIT_S = 0.01  # the loop's SQLite busy timeout; longer waits move to a thread
 MAGIC = b"ICE1"
 HEADER = struct.Struct(">4sI")  # magic, length of the JSON metadata that follows
 
@@ -91,6 +93,10 @@ class MemoryTier:
     async def get(self, key: str) -> Entry | None:
         return self._lru.get(key)
 
+    def get_now(self, key: str) -> Entry | None:
+        """`get` without a coroutine (the hit path calls it synchronously)."""
+        return self._lru.get(key)
+
     async def set(self, key: str, entry: Entry) -> bool:
         if self.max_bytes <= 0 or entry_size(entry) > self.max_bytes:
             return False
@@ -121,8 +127,15 @@ def entry_size(entry: Entry) -> int:
 class DiskTier:
     """diskcache with `size_limit` and LRU eviction under `edge.cache.disk_path`.
 
-    Every diskcache call runs in a thread (`asyncio.to_thread`): even a hit writes (LRU access
-    time) and SQLite may wait on another process's lock, so the hop (~50 us) is the cheaper risk.
+    Reads run on the event loop; writes, deletes and evictions in a thread. Measured on the
+    benchmark machine (2 vCPU, `hit` scenario with `memory_bytes: 0`, so every request is a
+    disk hit, whose LRU access-time update is a small write): a 10 KB variant 3.9-4.0k req/s
+    and p99 15 ms on the loop vs 2.2k req/s and p99 0.9-1.2 s in threads (250 vs 470 us of
+    CPU per request: the hop costs ~75 us, and the pool's threads queue on SQLite's write
+    lock); a 100 KB variant (a file of its own) 2.5k vs 1.7k req/s, p99 21 ms vs 1 s.
+    The loop reads through a second handle whose SQLite busy timeout is `READ_WAIT_S`: when
+    another process or our writer thread holds the lock longer, the read retries in a thread
+    instead of stalling the loop.
     """
 
     name = "disk"
@@ -132,7 +145,9 @@ class DiskTier:
         self.max_bytes = max_bytes
         self.on_error = on_error
         self._cache: diskcache.Cache | None = None
+        self._reader: diskcache.Cache | None = None  # the loop's handle (short busy timeout)
         self._volume = 0
+        self._volume_due = 0.0  # monotonic time of the next `volume()` refresh
 
     @property
     def available(self) -> bool:
@@ -180,17 +195,21 @@ class DiskTier:
             return None
 
     def _open_cache(self) -> diskcache.Cache:
-        cache = diskcache.Cache(
-            str(self.directory),
-            size_limit=self.max_bytes,
-            eviction_policy="least-recently-used",
-            tag_index=True,  # purge by path tag without a full scan
-            statistics=False,
-        )
+        settings = {
+            "size_limit": self.max_bytes,
+            "eviction_policy": "least-recently-used",
+            "tag_index": True,  # purge by path tag without a full scan
+            "statistics": False,
+        }
+        cache = diskcache.Cache(str(self.directory), **settings)
+        self._reader = diskcache.Cache(str(self.directory), timeout=READ_WAIT_S, **settings)
         self._volume = cache.volume()
         return cache
 
     async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         if self._cache is not None:
             cache, self._cache = self._cache, None
             await asyncio.to_thread(cache.close)
@@ -211,12 +230,15 @@ class DiskTier:
         return await self.set_bytes(key, entry.encode(), entry.tag)
 
     async def get_bytes(self, key: str) -> bytes | None:
-        cache = self._cache
-        if cache is None:
+        cache, reader = self._cache, self._reader
+        if cache is None or reader is None:
             return None
         try:
-            value = await asyncio.to_thread(cache.get, key)
-        except (OSError, sqlite3.Error) as err:
+            try:
+                value = reader.get(key)  # on the loop: see the class docstring
+            except diskcache.Timeout:  # the write lock is busy: wait for it in a thread
+                value = await asyncio.to_thread(cache.get, key)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as err:
             log.warning("disk cache read failed: %s", err)
             self.on_error("read")
             return None
@@ -236,7 +258,10 @@ class DiskTier:
 
     def _set(self, cache: diskcache.Cache, key: str, data: bytes, tag: str) -> None:
         cache.set(key, data, tag=tag or None)
-        self._volume = cache.volume()
+        now = time.monotonic()
+        if now >= self._volume_due:  # a query of its own: at most once a second, not per write
+            self._volume_due = now + VOLUME_EVERY_S
+            self._volume = cache.volume()
 
     async def delete(self, key: str) -> None:
         cache = self._cache

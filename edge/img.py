@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
 
 from aiohttp import web
 
-from edge.appkeys import CONFIG, LIMITS, METRICS, POOL, VARIANTS
+from edge.appkeys import CONFIG, IMG_ROUTES, LIMITS, METRICS, POOL, SOURCE, VARIANTS
 from edge.keys import RAW_FORMAT, RAW_TOKEN
+from edge.memo import request_key
 from edge.paths import clean_path
-from edge.responses import image_response
+from edge.responses import HeaderSlot, image_response
 from edge.signing import verify
 from edge.sources import Fetched
 from edge.variants import Rendition
@@ -23,12 +25,51 @@ from transforms.spec import Format, TransformSpec, parse_spec
 RAW_TYPES = {**CONTENT_TYPES, "tiff": "image/tiff", "heif": "image/heif"}
 
 
+@dataclass(frozen=True)
+class ImgRoute:
+    """What an `/img` request line + `Accept` resolve to. Pure (signature, path checks, spec,
+    negotiated format, cache token), so it is memoized per (raw path, Accept): see memo.py."""
+
+    path: str
+    source_id: str
+    spec: TransformSpec
+    token: str
+    fmt: str
+    vary: bool
+    headers: HeaderSlot = field(default_factory=HeaderSlot, compare=False)
+
+
 async def handle_img(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
+    app = request.app
+    memo_key = request_key(request.raw_path, request.headers.get("Accept"))
+    route = app[IMG_ROUTES].get(memo_key) if memo_key else None
+    if route is None:
+        route = resolve_img(request)
+        if memo_key:
+            app[IMG_ROUTES].put(memo_key, route)
+    variants = app[VARIANTS]
+    served = variants.fresh_in_memory(route.source_id, route.token, route.fmt)
+    if served is None:
+        served = await variants.serve(
+            route.path, route.token, route.fmt, partial(render_image, app, route.spec)
+        )
+    return image_response(
+        request,
+        served,
+        vary_accept=route.vary,
+        stale_if_error_s=app[CONFIG].cache.stale_if_error_s,
+        slot=route.headers,
+    )
+
+
+def resolve_img(request: web.Request) -> ImgRoute:
+    """Check and parse an `/img` request (400/403 on refusal)."""
+    app = request.app
+    config = app[CONFIG]
     if config.security.signing_key:
         verify(request.raw_path, config.security.signing_key)
     path = clean_path(request.match_info["path"])
-    spec = parse_spec(request.query.items(), request.app[LIMITS])
+    spec = parse_spec(request.query.items(), app[LIMITS])
     fmt, vary = negotiate(
         spec.format, request.headers.get("Accept"), config.transforms.auto_formats
     )
@@ -37,12 +78,7 @@ async def handle_img(request: web.Request) -> web.Response:
         format=spec.format if fmt == "source" else cast(Format, fmt),  # "source": keep it
         progressive=config.transforms.jpeg_progressive,
     )
-    served = await request.app[VARIANTS].serve(
-        path, spec.cache_token(fmt), fmt, partial(render_image, request.app, spec)
-    )
-    return image_response(
-        request, served, vary_accept=vary, stale_if_error_s=config.cache.stale_if_error_s
-    )
+    return ImgRoute(path, app[SOURCE].identity(path), spec, spec.cache_token(fmt), fmt, vary)
 
 
 async def render_image(app: web.Application, spec: TransformSpec, fetched: Fetched) -> Rendition:
@@ -58,7 +94,11 @@ async def render_image(app: web.Application, spec: TransformSpec, fetched: Fetch
 
 async def handle_raw(request: web.Request) -> web.Response:
     path = clean_path(request.match_info["path"])
-    served = await request.app[VARIANTS].serve(path, RAW_TOKEN, RAW_FORMAT, check_raw, stage=None)
+    variants = request.app[VARIANTS]
+    source_id = request.app[SOURCE].identity(path)
+    served = variants.fresh_in_memory(source_id, RAW_TOKEN, RAW_FORMAT)
+    if served is None:
+        served = await variants.serve(path, RAW_TOKEN, RAW_FORMAT, check_raw, stage=None)
     return image_response(
         request,
         served,

@@ -8,6 +8,7 @@ when it was last checked) under `record_key`; purge drops everything tagged `pat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 SEP = "\x1f"  # cannot occur in a validated path, a token or a format
@@ -17,6 +18,7 @@ def digest(*parts: str) -> str:
     return hashlib.sha256(SEP.join(parts).encode("utf-8")).hexdigest()
 
 
+@functools.lru_cache(maxsize=16384)  # pure, and on every hit: ~0.1 us from the cache, ~0.7 us not
 def variant_key(source_id: str, validator: str, token: str, fmt: str) -> str:
     """Key of one rendered variant: `source_id` names the object (`dir:/srv/img|cat.jpg`)."""
     return "v1:" + digest(source_id, validator, token, fmt)

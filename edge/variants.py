@@ -15,6 +15,7 @@ from edge.cache import Entry, TieredCache
 from edge.freshness import Freshness, SourceRecord, classify
 from edge.headers import (
     COALESCED,
+    HIT_MEMORY,
     MISS,
     STALE_REVALIDATING,
     Outcome,
@@ -74,18 +75,36 @@ class VariantService:
         *,
         max_age_s: float,
         stale_if_error_s: float,
+        admit: Callable[[int], None] | None = None,
     ) -> None:
+        """`admit`: raises when a new miss cannot be rendered now (pool full), before any
+        source is read."""
         self.source = source
         self.tiers = tiers
         self.records = records
         self.metrics = metrics
         self.max_age_s = max_age_s
         self.stale_if_error_s = stale_if_error_s
+        self.admit = admit
         self.misses: SingleFlight[str, Produced] = SingleFlight()
         self.fetches: SingleFlight[str, Fetched] = SingleFlight()
         self.revalidations: SingleFlight[str, SourceRecord] = SingleFlight()
         self._backoff: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+
+    def fresh_in_memory(self, source_id: str, token: str, fmt: str) -> Served | None:
+        """The common hit, answered without awaiting anything: a fresh variant in this
+        process's memory (what `serve` would answer too). None: let `serve` decide (disk,
+        stale, revalidation, miss)."""
+        record = self.records.get_now(source_id)
+        # not FRESH (freshness.classify's first test, inlined: this runs on every hit)
+        if record is None or time.time() - record.checked_at - record.max_age >= 0:
+            return None
+        entry = self.tiers.memory.get_now(variant_key(source_id, record.validator, token, fmt))
+        if entry is None:
+            return None
+        self.metrics.hit("memory")
+        return Served(entry, HIT_MEMORY, record)
 
     async def serve(
         self, path: str, token: str, fmt: str, render: Renderer, *, stage: str | None = "transform"
@@ -94,16 +113,23 @@ class VariantService:
         the render step in Server-Timing (None: too trivial to report)."""
         source_id = self.source.identity(path)
         record = await self.records.get(source_id)
+        missed = None  # a key both tiers just answered "no" for
         if record is not None:
-            hit = await self.tiers.get(variant_key(source_id, record.validator, token, fmt))
-            if hit is not None:
+            key = variant_key(source_id, record.validator, token, fmt)
+            hit = await self.tiers.get(key)
+            if hit is None:
+                missed = key
+            else:
                 served = await self._from_cache(path, source_id, record, *hit)
                 if served is not None:
                     return served
         self.metrics.cache_misses.inc()
+        flight = flight_key(source_id, token, fmt)
+        if self.admit is not None and stage is not None and not self.misses.running(flight):
+            self.admit(len(self.misses))
         produced, shared = await self.misses.run(
-            flight_key(source_id, token, fmt),
-            lambda: self._produce(path, source_id, token, fmt, render, stage),
+            flight,
+            lambda: self._produce(path, source_id, token, fmt, render, stage, missed),
         )
         if shared:
             self.metrics.coalesced.inc()
@@ -119,7 +145,7 @@ class VariantService:
         """Answer from a cached entry per its record's freshness; None = treat as a miss."""
         state = classify(record, time.time(), self.stale_if_error_s)
         if state is Freshness.FRESH:
-            self.metrics.cache_hits.labels(tier=tier).inc()
+            self.metrics.hit(tier)
             return Served(entry, hit_outcome(tier), record)
         if state is Freshness.STALE:
             self.refresh_in_background(path, source_id, record)
@@ -134,18 +160,27 @@ class VariantService:
             return Served(entry, stale_if_error(err.status), record)
         if fresh.validator != record.validator:
             return None
-        self.metrics.cache_hits.labels(tier=tier).inc()
+        self.metrics.hit(tier)
         return Served(entry, revalidated(tier), fresh)
 
     async def _produce(
-        self, path: str, source_id: str, token: str, fmt: str, render: Renderer, stage: str | None
+        self,
+        path: str,
+        source_id: str,
+        token: str,
+        fmt: str,
+        render: Renderer,
+        stage: str | None,
+        missed: str | None,
     ) -> Produced:
         started = time.perf_counter()
         fetched, _ = await self.fetches.run(source_id, lambda: self._fetch(path, source_id))
         origin_ms = (time.perf_counter() - started) * 1000
         record = self.new_record(fetched.validators)
         key = variant_key(source_id, record.validator, token, fmt)
-        cached = await self.tiers.get(key)  # known bytes whose record had been dropped
+        # Known bytes whose record had been dropped, or made since under a new validator; not
+        # asked again when `serve` has just missed this very key (a disk read saved per miss).
+        cached = await self.tiers.get(key) if key != missed else None
         if cached is not None:
             return Produced(cached[0], record, {"origin": origin_ms}, stored=False)
         started = time.perf_counter()

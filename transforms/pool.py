@@ -102,6 +102,16 @@ class TransformPool:
         for task in list(self._background):
             task.cancel()
 
+    def admit(self, in_flight: int = 0) -> None:
+        """Raise `Overloaded` now when a task submitted now would be refused. Callers check
+        before fetching a source, so an overloaded edge answers 503 in a few ms instead of
+        after reading the original; `in_flight`: the caller's own work that will need a
+        slot and may not hold one yet (a burst passes this check before any of it does)."""
+        if self._closed or self._generation is None:
+            raise Overloaded("the transform pool is not running")
+        if max(self.queued, in_flight) >= self.capacity:
+            raise Overloaded("too many transforms waiting")
+
     async def render(self, data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
         return await self.run(render, data, spec, limits)
 
@@ -110,10 +120,7 @@ class TransformPool:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` in a worker; `fn` must be a picklable top-level function."""
-        if self._closed or self._generation is None:
-            raise Overloaded("the transform pool is not running")
-        if self.queued >= self.capacity:
-            raise Overloaded("too many transforms waiting")
+        self.admit()
         slot = self._free.pop()
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         future: Future[T] | None = None
