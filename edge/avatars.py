@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -200,13 +200,13 @@ def avatar_response(
     # Age counts from when the origin last confirmed the lookup: the variant never changes.
     age = (now - lookup.checked_at if lookup else 0.0) if served.from_cache else None
     ttl = app[LOOKUPS].ttl_left(lookup, now) if lookup else None
-    shape = None
-    if slot is not None and age is not None and not timings:
-        shape = (entry, lookup, outcome, found.degraded, int(age), ttl and int(ttl))
-    headers: Mapping[str, str]
-    if shape is not None and slot is not None and slot.shape == shape:
-        headers = slot.headers
-    else:
+    if age is None or timings:
+        slot = None  # a miss: its own timings, nothing to reuse
+    whole_ttl = None if ttl is None else int(ttl)
+    headers = None
+    if slot is not None and age is not None:
+        headers = slot.get(entry, lookup, outcome, int(age), whole_ttl, found.degraded)
+    if headers is None:
         max_age = app[CONFIG].cache.avatar_max_age_s
         headers = image_headers(
             ImageMeta(entry.content_type, entry.etag, entry.last_modified),
@@ -217,8 +217,10 @@ def avatar_response(
             ttl=ttl,
             timings_ms=timings,
         )
-        if shape is not None and slot is not None:
-            headers = slot.keep(shape, headers)
+        if slot is not None and age is not None:
+            headers = slot.keep(
+                entry, lookup, outcome, int(age), whole_ttl, headers, found.degraded
+            )
     if etag_matches(request.headers.get("If-None-Match"), entry.etag):
         headers = {name: value for name, value in headers.items() if name != "Content-Type"}
         return web.Response(status=304, headers=headers)

@@ -132,7 +132,8 @@ class DiskTier:
     disk hit, whose LRU access-time update is a small write): a 10 KB variant 3.9-4.0k req/s
     and p99 15 ms on the loop vs 2.2k req/s and p99 0.9-1.2 s in threads (250 vs 470 us of
     CPU per request: the hop costs ~75 us, and the pool's threads queue on SQLite's write
-    lock); a 100 KB variant (a file of its own) 2.5k vs 1.7k req/s, p99 21 ms vs 1 s.
+    lock); a 100 KB variant (a file of its own) 2.5k vs 1.7k req/s, p99 21 ms vs 1 s; two
+    edge processes sharing the disk, 10 KB: 3.6k req/s, p99 28 ms vs 2.4k req/s, p99 1.8 s.
     The loop reads through a second handle whose SQLite busy timeout is `READ_WAIT_S`: when
     another process or our writer thread holds the lock longer, the read retries in a thread
     instead of stalling the loop.

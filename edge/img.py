@@ -11,13 +11,14 @@ from typing import cast
 from aiohttp import web
 
 from edge.appkeys import CONFIG, IMG_ROUTES, LIMITS, METRICS, POOL, SOURCE, VARIANTS
+from edge.headers import HIT_MEMORY
 from edge.keys import RAW_FORMAT, RAW_TOKEN
 from edge.memo import request_key
 from edge.paths import clean_path
-from edge.responses import HeaderSlot, image_response
+from edge.responses import HeaderSlot, hit_headers, image_response
 from edge.signing import verify
 from edge.sources import Fetched
-from edge.variants import Rendition
+from edge.variants import Rendition, Served
 from transforms.errors import UnsupportedImage
 from transforms.formats import CONTENT_TYPES, negotiate, sniff
 from transforms.spec import Format, TransformSpec, parse_spec
@@ -48,8 +49,14 @@ async def handle_img(request: web.Request) -> web.Response:
         if memo_key:
             app[IMG_ROUTES].put(memo_key, route)
     variants = app[VARIANTS]
-    served = variants.fresh_in_memory(route.source_id, route.token, route.fmt)
-    if served is None:
+    hit = variants.fresh_entry(route.source_id, route.token, route.fmt)
+    if hit is not None and "If-None-Match" not in request.headers:
+        kept = hit_headers(route.headers, *hit)  # the common case: nothing to build
+        if kept is not None:
+            return web.Response(body=hit[0].body, headers=kept)
+    if hit is not None:
+        served = Served(hit[0], HIT_MEMORY, hit[1])
+    else:
         served = await variants.serve(
             route.path, route.token, route.fmt, partial(render_image, app, route.spec)
         )

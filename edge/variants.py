@@ -92,10 +92,12 @@ class VariantService:
         self._backoff: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    def fresh_in_memory(self, source_id: str, token: str, fmt: str) -> Served | None:
-        """The common hit, answered without awaiting anything: a fresh variant in this
-        process's memory (what `serve` would answer too). None: let `serve` decide (disk,
-        stale, revalidation, miss)."""
+    def fresh_entry(
+        self, source_id: str, token: str, fmt: str
+    ) -> tuple[Entry, SourceRecord] | None:
+        """The common hit, found without awaiting anything: a fresh variant in this
+        process's memory (what `serve` would answer as HIT-MEMORY; counted as that hit).
+        None: let `serve` decide (disk, stale, revalidation, miss)."""
         record = self.records.get_now(source_id)
         # not FRESH (freshness.classify's first test, inlined: this runs on every hit)
         if record is None or time.time() - record.checked_at - record.max_age >= 0:
@@ -104,7 +106,12 @@ class VariantService:
         if entry is None:
             return None
         self.metrics.hit("memory")
-        return Served(entry, HIT_MEMORY, record)
+        return entry, record
+
+    def fresh_in_memory(self, source_id: str, token: str, fmt: str) -> Served | None:
+        """`fresh_entry` as a `Served`."""
+        found = self.fresh_entry(source_id, token, fmt)
+        return None if found is None else Served(found[0], HIT_MEMORY, found[1])
 
     async def serve(
         self, path: str, token: str, fmt: str, render: Renderer, *, stage: str | None = "transform"

@@ -4,9 +4,11 @@ handler wrappers instead of middlewares) change nothing a client or an operator 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sqlite3
 import time
+import weakref
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -207,3 +209,22 @@ def _digest(source_id: str) -> str:
     from edge.keys import digest
 
     return digest(source_id)
+
+
+async def test_memoized_headers_do_not_keep_purged_bodies_alive(
+    make_edge: EdgeFactory, tmp_path, images
+):
+    client = await make_edge(
+        edge_config(tmp_path, images, security=SecurityConfig(purge_token=TOKEN))
+    )
+    await client.get(URL)
+    await client.get(URL)  # the route's HeaderSlot now describes this entry
+    entry = next(iter(client.app[TIERS].memory._lru.values()))
+    alive = weakref.ref(entry)
+    del entry
+    r = await client.post(
+        "/_purge", json={"paths": ["astronaut.jpg"]}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert r.status == 200
+    gc.collect()
+    assert alive() is None
