@@ -25,7 +25,7 @@ from edge.avatars import setup_avatars
 from edge.broadcast import PurgeBroadcast
 from edge.cache import DiskTier, MemoryTier, TieredCache
 from edge.img import handle_img, handle_raw
-from edge.memo import Memo
+from edge.memo import request_memo
 from edge.metrics import create_metrics
 from edge.middleware import add_catch_all, add_route
 from edge.purge import drop_locally, handle_purge, purge_paths_hook
@@ -58,8 +58,8 @@ def create_app(
     app[LIMITS] = Limits.from_config(config.transforms)
     app[METRICS] = create_metrics()
     app[REPORTS_SHARED] = reports_shared
-    app[IMG_ROUTES] = Memo(ROUTES_KEPT)
-    app[AVATAR_ROUTES] = Memo(AVATAR_ROUTES_KEPT)
+    app[IMG_ROUTES] = request_memo(ROUTES_KEPT)
+    app[AVATAR_ROUTES] = request_memo(AVATAR_ROUTES_KEPT)
     app[PURGE_HOOKS] = {"paths": purge_paths_hook(app)}
     app[READINESS_CHECKS] = default_checks(app)
     app.cleanup_ctx.extend(

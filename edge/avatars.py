@@ -44,7 +44,6 @@ from edge.avatar_variants import AvatarServed, AvatarVariants
 from edge.defaults import Redirect
 from edge.headers import ImageMeta, etag_matches, image_headers, stale_if_error
 from edge.lookup import ORIGIN_DOWN, AvatarLookups, Lookup
-from edge.memo import request_key
 from edge.middleware import add_route
 from edge.origin_client import Avatar, OriginClient
 from edge.responses import HeaderSlot
@@ -88,12 +87,11 @@ def resolve_avatar(request: web.Request) -> AvatarRoute:
 
 async def handle_avatar(request: web.Request) -> web.StreamResponse:
     started = time.time()
-    memo_key = request_key(request.raw_path, request.headers.get("Accept"))
-    route = request.app[AVATAR_ROUTES].get(memo_key) if memo_key else None
+    memo_key = (request.raw_path, request.headers.get("Accept"))
+    route = request.app[AVATAR_ROUTES].get(memo_key)
     if route is None:
         route = resolve_avatar(request)
-        if memo_key:
-            request.app[AVATAR_ROUTES].put(memo_key, route)
+        request.app[AVATAR_ROUTES].put(memo_key, route)
     target, query, spec, fmt, vary, token = (
         route.target,
         route.query,

@@ -89,12 +89,11 @@ class MemoryTier:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._lru: LRUCache[str, Entry] = LRUCache(maxsize=max(max_bytes, 1), getsizeof=entry_size)
+        # `get` without a coroutine, for the synchronous hit path (the LRU's own bound method:
+        # no frame of ours per call)
+        self.get_now: Callable[[str], Entry | None] = self._lru.get
 
     async def get(self, key: str) -> Entry | None:
-        return self._lru.get(key)
-
-    def get_now(self, key: str) -> Entry | None:
-        """`get` without a coroutine (the hit path calls it synchronously)."""
         return self._lru.get(key)
 
     async def set(self, key: str, entry: Entry) -> bool:

@@ -13,7 +13,6 @@ from aiohttp import web
 from edge.appkeys import CONFIG, IMG_ROUTES, LIMITS, METRICS, POOL, SOURCE, VARIANTS
 from edge.headers import HIT_MEMORY
 from edge.keys import RAW_FORMAT, RAW_TOKEN
-from edge.memo import request_key
 from edge.paths import clean_path
 from edge.responses import HeaderSlot, hit_headers, image_response
 from edge.signing import verify
@@ -42,12 +41,11 @@ class ImgRoute:
 
 async def handle_img(request: web.Request) -> web.Response:
     app = request.app
-    memo_key = request_key(request.raw_path, request.headers.get("Accept"))
-    route = app[IMG_ROUTES].get(memo_key) if memo_key else None
+    memo_key = (request.raw_path, request.headers.get("Accept"))
+    route = app[IMG_ROUTES].get(memo_key)
     if route is None:
         route = resolve_img(request)
-        if memo_key:
-            app[IMG_ROUTES].put(memo_key, route)
+        app[IMG_ROUTES].put(memo_key, route)
     variants = app[VARIANTS]
     hit = variants.fresh_entry(route.source_id, route.token, route.fmt)
     if hit is not None and "If-None-Match" not in request.headers:

@@ -10,7 +10,8 @@ keeps purges, expiry and revalidation exactly as they were.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -22,16 +23,19 @@ class Memo(Generic[K, V]):
     """A dict of at most `max_entries`; when full, the oldest insert makes room (FIFO: O(1),
     and a popular key that was dropped comes straight back)."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, key_chars: Callable[[K], int] | None = None) -> None:
+        """`key_chars`: a key's size; keys over MAX_KEY_CHARS are never kept (so `get` needs
+        no check: it simply misses them)."""
         self.max_entries = max_entries
+        self.key_chars = key_chars
         self._items: dict[K, V] = {}
-
-    def get(self, key: K) -> V | None:
-        return self._items.get(key)
+        self.get: Callable[[K], V | None] = self._items.get  # the dict's own: no frame of ours
 
     def put(self, key: K, value: V) -> None:
         items = self._items
         if self.max_entries <= 0:
+            return
+        if self.key_chars is not None and self.key_chars(key) > MAX_KEY_CHARS:
             return
         if len(items) >= self.max_entries and key not in items:
             del items[next(iter(items))]
@@ -44,8 +48,13 @@ class Memo(Generic[K, V]):
         return len(self._items)
 
 
-def request_key(raw_path: str, accept: str | None) -> tuple[str, str | None] | None:
-    """The memo key of a request: raw path with query, and `Accept`; None when too long."""
-    if len(raw_path) + len(accept or "") > MAX_KEY_CHARS:
-        return None
-    return raw_path, accept
+RequestKey = tuple[str, str | None]  # raw path with query, and `Accept`
+
+
+def request_chars(key: RequestKey) -> int:
+    return len(key[0]) + len(key[1] or "")
+
+
+def request_memo(max_entries: int) -> Memo[RequestKey, Any]:
+    """A memo of request resolutions keyed by (raw path with query, `Accept`)."""
+    return Memo(max_entries, request_chars)

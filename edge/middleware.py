@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edge.appkeys import METRICS
+from edge.metrics import Metrics
 from transforms.errors import ImgcdnError, NotFound, Overloaded
 
 log = logging.getLogger(__name__)
@@ -25,19 +26,22 @@ OTHER = "other"  # the route label of requests no named route matched
 def add_route(app: web.Application, method: str, path: str, handler: Handler, name: str) -> None:
     """Register `handler` under `name` (also its metrics `route` label), wrapped; GET
     routes answer HEAD too."""
+    wrapped = instrumented(name, handler, app[METRICS])
     if method == "GET":
-        app.router.add_get(path, instrumented(name, handler), name=name)
+        app.router.add_get(path, wrapped, name=name)
     else:
-        app.router.add_route(method, path, instrumented(name, handler), name=name)
+        app.router.add_route(method, path, wrapped, name=name)
 
 
 def add_catch_all(app: web.Application) -> None:
     """Last route: unknown paths and wrong methods, answered and counted like the others."""
-    app.router.add_route("*", "/{tail:.*}", instrumented(OTHER, handle_unmatched), name=OTHER)
+    handler = instrumented(OTHER, handle_unmatched, app[METRICS])
+    app.router.add_route("*", "/{tail:.*}", handler, name=OTHER)
 
 
-def instrumented(route: str, handler: Handler) -> Handler:
+def instrumented(route: str, handler: Handler, metrics: Metrics) -> Handler:
     """`handler` with errors turned into responses and the request counted under `route`."""
+    done = metrics.request_done
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -53,7 +57,7 @@ def instrumented(route: str, handler: Handler) -> Handler:
             status = exc.status
             raise
         finally:
-            request.app[METRICS].request_done(route, status, time.perf_counter() - started)
+            done(route, status, time.perf_counter() - started)
 
     return wrapped
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from cachetools import LRUCache
 
@@ -23,10 +24,8 @@ class RecordStore:
         self.disk = disk
         self._memory: LRUCache[str, SourceRecord] = LRUCache(maxsize=MAX_RECORDS_IN_MEMORY)
         self._on_disk: LRUCache[str, SourceRecord] = LRUCache(maxsize=MAX_RECORDS_IN_MEMORY)
-
-    def get_now(self, source_id: str) -> SourceRecord | None:
-        """This process's copy only (no disk read), for the synchronous hit path."""
-        return self._memory.get(source_id)
+        # This process's copy only (no disk read), for the synchronous hit path.
+        self.get_now: Callable[[str], SourceRecord | None] = self._memory.get
 
     async def get(self, source_id: str) -> SourceRecord | None:
         record = self._memory.get(source_id)

@@ -86,6 +86,7 @@ class VariantService:
         self.max_age_s = max_age_s
         self.stale_if_error_s = stale_if_error_s
         self.admit = admit
+        self._memory_hits = metrics.cache_hits.labels(tier="memory")  # counted on every hit
         self.misses: SingleFlight[str, Produced] = SingleFlight()
         self.fetches: SingleFlight[str, Fetched] = SingleFlight()
         self.revalidations: SingleFlight[str, SourceRecord] = SingleFlight()
@@ -105,7 +106,7 @@ class VariantService:
         entry = self.tiers.memory.get_now(variant_key(source_id, record.validator, token, fmt))
         if entry is None:
             return None
-        self.metrics.hit("memory")
+        self._memory_hits.inc()
         return entry, record
 
     def fresh_in_memory(self, source_id: str, token: str, fmt: str) -> Served | None:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.appkeys import IMG_ROUTES, TIERS
 from edge.cache import DiskTier, Entry
 from edge.freshness import SourceRecord
-from edge.memo import MAX_KEY_CHARS, Memo, request_key
+from edge.memo import MAX_KEY_CHARS, Memo, request_memo
 from edge.records import RecordStore
 from imgcdn.config import SecurityConfig
 from tests.edge.conftest import EdgeFactory, edge_config, with_cache
@@ -149,8 +149,11 @@ def test_memo_is_bounded_and_forgets_the_oldest_first():
     memo.put("c", 4)
     assert memo.get("a") is None
     assert (memo.get("b"), memo.get("c")) == (2, 4)
-    assert request_key("/img/x.jpg?w=1", None) == ("/img/x.jpg?w=1", None)
-    assert request_key("/img/" + "x" * MAX_KEY_CHARS, None) is None
+    requests = request_memo(8)
+    requests.put(("/img/x.jpg?w=1", "image/webp"), 1)
+    requests.put(("/img/" + "x" * MAX_KEY_CHARS, None), 2)  # too long to keep
+    assert len(requests) == 1
+    assert requests.get(("/img/x.jpg?w=1", "image/webp")) == 1
 
 
 async def test_record_renewals_are_not_rewritten_every_time(tmp_path):
