@@ -1,40 +1,171 @@
 """`TransformPool`: libvips renders in worker processes, with admission, timeouts and healing.
 
+Each worker is a process of its own, started through `forkserver` (never `fork`: the parent
+has threads), with one socket to the pool. The pool hands an idle worker one task at a time and
+reads the answer on the event loop: no executor, no feeder or manager threads, no thread hop
+per task (`concurrent.futures.ProcessPoolExecutor` cost the edge ~0.5 ms of CPU per render in
+thread wake-ups; see benchmarks/README.md).
+
 - Admission: at most `processes + max_queue` tasks in flight (running + waiting); the next
-  raises `Overloaded` at once, without touching the executor.
-- Timeout: a task past `timeout_s` (queue wait included) raises `Timeout`; a running task
-  cannot be cancelled, so its worker is SIGKILLed and the executor replaced.
-- Healing: a dead worker (segfault, OOM kill, SIGKILL) breaks a `ProcessPoolExecutor` for
-  everyone. The pool builds a new executor once per break (a generation counter), fails the
-  request whose worker died with `WorkerCrashed`, and retries the innocent ones once.
-  The culprit is told apart by exit status: the executor SIGTERMs the survivors when it breaks.
-- Workers start through `forkserver` (never `fork`: the parent has threads) and live as long as
-  the pool (no `max_tasks_per_child`: it deadlocks on 3.11, CPython gh-115634).
+  raises `Overloaded` at once.
+- Timeout: a task past `timeout_s` (queue wait included) raises `Timeout`; if a worker is
+  running it, that worker is SIGKILLed and replaced.
+- Healing: a worker that dies (segfault, OOM kill, SIGKILL) fails only the task it was running
+  (`WorkerCrashed`): waiting tasks were never given to it. A replacement starts at once, so
+  one dead worker never breaks the pool (as it breaks a `ProcessPoolExecutor` for good).
+- Workers live as long as the pool (no `max_tasks_per_child`, which deadlocks on 3.11).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
-import threading
-from collections.abc import Callable, MutableSequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import socket
+import struct
+from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar, cast
 
 from transforms import worker
 from transforms.errors import Overloaded, Timeout, WorkerCrashed
-from transforms.executors import Generation, alive, culprit, stop_generation
 from transforms.pipeline import ImageInfo, Rendered, probe, render
 from transforms.spec import Limits, TransformSpec
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
+FRAME = struct.Struct("!i")  # `multiprocessing.Connection`'s frame header: a signed length
+MAX_RESPAWN_DELAY_S = 5.0
+READ_SIZE = 256 * 1024
+
+
+class Job:
+    """One task: its pickled call, the caller's future, and the worker running it (if any)."""
+
+    __slots__ = ("deadline", "future", "message", "released", "timer", "worker")
+
+    def __init__(self, message: bytes, future: asyncio.Future[Any]) -> None:
+        self.message = message
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+        self.worker: Worker | None = None
+        self.released = False
+
+
+class Worker:
+    """The pool's end of one worker process's socket: frames out, frames in, on the loop's
+    own readiness callbacks (rebound when the pool is used from another event loop)."""
+
+    def __init__(self, pool: TransformPool, process: BaseProcess, sock: socket.socket) -> None:
+        self.pool = pool
+        self.process = process
+        self.pid = process.pid or 0
+        self.sock = sock
+        self.fd = sock.fileno()
+        sock.setblocking(False)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.job: Job | None = None
+        self.ready = False
+        self.gone = False
+        self._buffer = bytearray()
+        self._need = -1  # body length of the frame being read; -1: reading a header
+        self._out: collections.deque[memoryview] = collections.deque()  # unsent bytes
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.detach()
+        self.loop = loop
+        loop.add_reader(self.fd, self._readable)
+        if self._out:
+            loop.add_writer(self.fd, self._writable)
+
+    def detach(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.fd)
+            loop.remove_writer(self.fd)
+
+    def close(self) -> None:
+        self.detach()
+        self.sock.close()  # the worker reads EOF and exits
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def send(self, message: bytes) -> None:
+        parts = [FRAME.pack(len(message)), message]
+        if not self._out:
+            try:
+                sent = self.sock.sendmsg(parts)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return  # a dead worker: its end of the socket reads EOF next
+            if sent == len(parts[0]) + len(message):
+                return
+            for part in parts:
+                if sent >= len(part):
+                    sent -= len(part)
+                    continue
+                self._out.append(memoryview(part)[sent:])
+                sent = 0
+            if self.loop is not None:
+                self.loop.add_writer(self.fd, self._writable)
+            return
+        self._out.extend(memoryview(part) for part in parts)
+
+    def _writable(self) -> None:
+        out = self._out
+        while out:
+            try:
+                sent = self.sock.send(out[0])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                out.clear()
+                break
+            if sent < len(out[0]):
+                out[0] = out[0][sent:]
+                return
+            out.popleft()
+        if self.loop is not None:
+            self.loop.remove_writer(self.fd)
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.detach()
+            self.pool._on_lost(self)
+            return
+        buffer = self._buffer
+        buffer += data
+        while True:
+            if self._need < 0:
+                if len(buffer) < FRAME.size:
+                    return
+                (self._need,) = FRAME.unpack_from(buffer)
+                del buffer[: FRAME.size]
+                if self._need < 0:  # only frames over 2 GiB look like this: never ours
+                    self.kill()
+                    return
+            if len(buffer) < self._need:
+                return
+            frame = bytes(buffer[: self._need])
+            del buffer[: self._need]
+            self._need = -1
+            self.pool._on_frame(self, frame)
 
 
 class TransformPool:
@@ -55,61 +186,72 @@ class TransformPool:
         # Workers fork from a server that has already imported libvips (no threads yet), so a
         # replacement worker is ready in milliseconds. Ignored if the server is already running.
         self._context.set_forkserver_preload(["transforms.worker"])
-        # One slot per task in flight; a task keeps its slot until its worker is done with it.
-        size = self.capacity
-        self._slots = cast(MutableSequence[int], self._context.Array("q", size, lock=False))
-        self._free = list(range(size))
-        self._generation: Generation | None = None
-        self._numbers = 0
-        self._lock = threading.Lock()
+        self._workers: set[Worker] = set()
+        self._idle: list[Worker] = []
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._in_flight = 0  # jobs waiting or running (a cancelled caller's too, until done)
+        self._started = False
         self._closed = False
+        self._failed_starts = 0  # workers in a row that died before they were ready
         self._background: set[asyncio.Task[None]] = set()
-        # While a broken executor reaps its workers, nobody may start processes: Process.start()
-        # polls every child, racing the reaper for the exit status (one of them reads 255).
-        self._settling: asyncio.Future[None] | None = None
+        self._ready_waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def queued(self) -> int:
         """Tasks in flight: waiting plus running."""
-        return len(self._slots) - len(self._free)
+        return self._in_flight
 
     @property
     def healthy(self) -> bool:
-        gen = self._generation
-        return gen is not None and not self._closed and not getattr(gen.executor, "_broken", False)
+        return self._started and not self._closed and any(w.ready for w in self._workers)
 
     @property
     def worker_pids(self) -> list[int]:
-        gen = self._generation
-        if gen is None:
-            return []
-        gen.note_processes()
-        return [pid for pid in gen.processes if alive(pid)]
+        return [w.pid for w in self._workers if w.ready and not w.gone]
 
     async def start(self) -> None:
         """Start every worker now, so the first request does not pay for a spawn."""
-        gen = self._new_generation()
-        futures = [gen.executor.submit(worker.warm) for _ in range(self.processes)]
-        gen.note_processes()
+        self._bind()
+        workers = [await self._spawn() for _ in range(self.processes)]
         async with asyncio.timeout(START_TIMEOUT_S):
-            await asyncio.gather(*map(asyncio.wrap_future, futures))
+            while not all(w.ready for w in workers):
+                if any(w.gone for w in workers):
+                    raise RuntimeError("a transform worker died while starting")
+                await self._next_ready()
+        self._started = True
 
     async def close(self) -> None:
+        """Refuse waiting work, give running work `timeout_s` to finish, stop every worker."""
+        if self._closed:
+            return
+        self._bind()
         self._closed = True
-        gen, self._generation = self._generation, None
-        if gen is not None:
-            await asyncio.to_thread(stop_generation, gen, self.timeout_s)
+        while self._waiting:
+            job = self._waiting.popleft()
+            self._release(job)
+            settle(job.future, Overloaded("the transform pool is shutting down"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while any(w.job is not None for w in self._workers) and loop.time() < deadline:
+            await self._next_ready(max(0.0, deadline - loop.time()))
         for task in list(self._background):
             task.cancel()
+        workers = list(self._workers)
+        for w in workers:
+            if w.job is not None:
+                w.kill()
+            w.close()
+        await asyncio.to_thread(join_all, [w.process for w in workers], 2.0)
 
     def admit(self, in_flight: int = 0) -> None:
         """Raise `Overloaded` now when a task submitted now would be refused. Callers check
         before fetching a source, so an overloaded edge answers 503 in a few ms instead of
         after reading the original; `in_flight`: the caller's own work that will need a
         slot and may not hold one yet (a burst passes this check before any of it does)."""
-        if self._closed or self._generation is None:
+        if self._closed or not self._started:
             raise Overloaded("the transform pool is not running")
-        if max(self.queued, in_flight) >= self.capacity:
+        if max(self._in_flight, in_flight) >= self.capacity:
             raise Overloaded("too many transforms waiting")
 
     async def render(self, data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
@@ -121,140 +263,187 @@ class TransformPool:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` in a worker; `fn` must be a picklable top-level function."""
         self.admit()
-        slot = self._free.pop()
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        future: Future[T] | None = None
-        try:
-            for _attempt in (1, 2):
-                gen, future = await self._submit(slot, fn, args)
-                if future is None:
-                    continue  # that executor was already broken and has been replaced
-                outcome = await self._await(gen, slot, future, deadline)
-                if outcome is not RETRY:
-                    return cast(T, outcome)
-            raise WorkerCrashed("the transform workers died twice during this task")
-        finally:
-            if future is not None:
-                future.cancel()  # a no-op unless we are leaving while it still waits
-            self._release_when_done(slot, future)
-
-    def _release_when_done(self, slot: int, future: Future[Any] | None) -> None:
-        """Free `slot` now, or when a worker still running it is done (a cancelled caller)."""
-
-        def free() -> None:
-            self._slots[slot] = 0
-            self._free.append(slot)
-
-        if future is None or future.done():
-            free()
-        else:
-            loop = asyncio.get_running_loop()
-            future.add_done_callback(lambda _: loop.call_soon_threadsafe(free))
-
-    async def _submit(
-        self, slot: int, fn: Callable[..., T], args: tuple[Any, ...]
-    ) -> tuple[Generation, Future[T] | None]:
-        if self._settling is not None:
-            await asyncio.shield(self._settling)
-        gen = self._generation
-        if gen is None:
-            raise Overloaded("the transform pool is not running")
-        self._slots[slot] = 0
-        try:
-            future: Future[T] = gen.executor.submit(worker.call, slot, fn, *args)
-        except BrokenProcessPool:
-            self._replace(gen)
-            return gen, None
-        gen.note_processes()
-        return gen, future
-
-    async def _await(
-        self, gen: Generation, slot: int, future: Future[T], deadline: float
-    ) -> T | object:
         loop = asyncio.get_running_loop()
-        waiting = asyncio.wrap_future(future)
-        waiting.add_done_callback(consume)  # also when the caller leaves before it is done
-        done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline - loop.time()))
-        if not done:
-            self._stop_stuck(gen, slot, future)
-            raise Timeout(f"the transform took longer than {self.timeout_s:g} s")
-        if waiting.cancelled():  # a replaced or closed executor dropped it before it started
-            if self._closed:
-                raise Overloaded("the transform pool is shutting down")
-            return RETRY
+        if loop is not self._loop:
+            self._bind()
+        job = Job(pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL), loop.create_future())
+        job.timer = loop.call_later(self.timeout_s, self._expire, job)
+        self._in_flight += 1
+        self._waiting.append(job)
+        self._dispatch()
         try:
-            return waiting.result()
-        except BrokenProcessPool:
-            pid = self._slots[slot]
-            self._replace(gen)
-            if pid and pid not in gen.killed and await culprit(gen, pid):
-                raise WorkerCrashed(
-                    "the transform worker died while rendering this image"
-                ) from None
-            return RETRY
+            return cast(T, await job.future)
+        except asyncio.CancelledError:
+            # A caller that leaves drops a waiting task; a running one keeps its slot until
+            # its worker is done with it (the worker is busy either way).
+            if job.worker is None and not job.released:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(job)
+                self._release(job)
+            raise
 
-    def _stop_stuck(self, gen: Generation, slot: int, future: Future[Any]) -> None:
-        """Cancel a waiting task; kill the worker of a running one and replace the executor."""
-        if future.cancel() or future.done():
+    def _bind(self) -> None:
+        """Serve the running event loop (tests use one pool from several loops in turn).
+        Work of a previous loop is dropped: nobody can wait for it any more."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
             return
-        pid = self._slots[slot]
-        if pid:
-            gen.killed.add(pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self._replace(gen)
+        self._loop = loop
+        for w in list(self._workers):
+            w.attach(loop)
+        self._waiting.clear()
+        self._in_flight = sum(1 for w in self._workers if w.job is not None)
+        self._background.clear()
+        if self._started and not self._closed:
+            for _ in range(self.processes - len(self._workers)):
+                self._start_background(self._respawn())
 
-    def _replace(self, broken: Generation) -> None:
-        """Swap in a new executor unless another failure already did (same generation)."""
-        with self._lock:
-            if self._closed or self._generation is not broken:
-                return
-            self._new_generation()
-            self.restarts += 1
-        settling = asyncio.ensure_future(asyncio.to_thread(stop_generation, broken, 0.0))
-        self._settling = settling
-        settling.add_done_callback(lambda _: self._settled(settling))
+    def _start_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _dispatch(self) -> None:
+        while self._waiting and self._idle:
+            job = self._waiting.popleft()
+            w = self._idle.pop()
+            w.job, job.worker = job, w
+            w.send(job.message)
+            job.message = b""  # sent; do not hold the source bytes while it renders
+
+    def _release(self, job: Job) -> None:
+        if job.released:
+            return
+        job.released = True
+        self._in_flight -= 1
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+
+    def _expire(self, job: Job) -> None:
+        job.timer = None
+        error = Timeout(f"the transform took longer than {self.timeout_s:g} s")
+        if job.worker is None:  # still waiting
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(job)
+            self._release(job)
+            settle(job.future, error)
+            return
+        # A running task cannot be interrupted: kill its worker (replaced when its socket
+        # closes; the slot is free then).
+        settle(job.future, error)
+        job.worker.kill()
+
+    def _on_frame(self, w: Worker, frame: bytes) -> None:
+        if not w.ready:  # the first frame: libvips is set up
+            w.ready = True
+            self._failed_starts = 0
+            self._idle.append(w)
+            self._wake_ready()
+            self._dispatch()
+            return
+        job, w.job = w.job, None
+        if job is None:  # an answer nobody asked for: this worker cannot be trusted
+            w.kill()
+            return
+        self._release(job)
+        try:
+            ok, value = pickle.loads(frame)
+        except Exception as err:
+            ok, value = False, WorkerCrashed(f"unreadable answer from a transform worker: {err}")
+        if not job.future.done():
+            with contextlib.suppress(RuntimeError):  # a future of a closed loop
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+        self._idle.append(w)
+        self._wake_ready()
+        self._dispatch()
+
+    def _on_lost(self, w: Worker) -> None:
+        if w.gone:
+            return
+        w.gone = True
+        w.close()
+        self._workers.discard(w)
+        if w in self._idle:
+            self._idle.remove(w)
+        job, w.job = w.job, None
+        if job is not None:
+            self._release(job)
+            crashed = WorkerCrashed("the transform worker died while rendering this image")
+            settle(job.future, crashed)
+        if not w.ready:
+            self._failed_starts += 1
+        self._wake_ready()
+        if self._closed:
+            return
+        self.restarts += 1
         if self.on_restart is not None:
             try:
                 self.on_restart()
             except Exception:
                 log.exception("on_restart callback failed")
-        gen = self._generation
-        if gen is not None:
-            task = asyncio.get_running_loop().create_task(self._warm(gen))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._start_background(self._respawn())
 
-    def _settled(self, settling: asyncio.Future[None]) -> None:
-        if self._settling is settling:
-            self._settling = None
+    async def _respawn(self) -> None:
+        """Start a replacement; back off while replacements die before they are ready."""
+        if self._failed_starts:
+            await asyncio.sleep(min(MAX_RESPAWN_DELAY_S, 0.05 * 2**self._failed_starts))
+        if self._closed:
+            return
+        try:
+            await self._spawn()
+        except Exception:
+            log.exception("could not start a transform worker")
 
-    def _new_generation(self) -> Generation:
-        self._numbers += 1
-        executor = ProcessPoolExecutor(
-            self.processes,
-            mp_context=self._context,
-            initializer=worker.init_worker,
-            initargs=(self._slots,),
-        )
-        self._generation = Generation(self._numbers, executor)
-        return self._generation
+    async def _spawn(self) -> Worker:
+        parent, child = socket.socketpair()
+        conn = Connection(child.detach())
+        try:
+            process = self._context.Process(
+                target=worker.serve, args=(conn,), name="imgcdn-transform", daemon=True
+            )
+            process.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            conn.close()  # the worker has its own copy now
+        w = Worker(self, process, parent)
+        self._workers.add(w)
+        w.attach(asyncio.get_running_loop())
+        return w
 
-    async def _warm(self, gen: Generation) -> None:
-        """Start a replacement's workers in the background; errors surface on real tasks."""
-        with contextlib.suppress(Exception):
-            if self._settling is not None:
-                await asyncio.shield(self._settling)
-            futures = [gen.executor.submit(worker.warm) for _ in range(self.processes)]
-            gen.note_processes()
-            async with asyncio.timeout(START_TIMEOUT_S):
-                await asyncio.gather(*map(asyncio.wrap_future, futures))
+    async def _next_ready(self, within_s: float | None = None) -> None:
+        """Wait (at most `within_s`) until a worker becomes ready, finishes a task or dies."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ready_waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=within_s)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._ready_waiters.remove(waiter)
+
+    def _wake_ready(self) -> None:
+        if self._ready_waiters:
+            waiters, self._ready_waiters = self._ready_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
-RETRY = object()
+def settle(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        with contextlib.suppress(RuntimeError):  # a future of a closed loop
+            future.set_exception(error)
 
 
-def consume(done: asyncio.Future[Any]) -> None:
-    """Mark a future's exception as seen, so asyncio does not log it as lost."""
-    if not done.cancelled():
-        done.exception()
+def join_all(processes: list[BaseProcess], grace_s: float) -> None:
+    """Wait for stopped workers to exit; kill what is left after `grace_s`."""
+    for process in processes:
+        process.join(grace_s)
+        if process.exitcode is None:
+            process.kill()
+            process.join(1.0)

@@ -1,44 +1,49 @@
-"""The worker-process side of `TransformPool`: libvips policy at start, and the task shim.
+"""The worker-process side of `TransformPool`: libvips policy at start, then one task at a time.
 
-Each worker records, in a slot of an array shared with the parent, the pid running each task,
-so the parent can tell which request a dead worker was rendering and kill a stuck one.
+A worker talks to the pool over one socket (a `multiprocessing` `Connection`): it sends an
+empty frame once libvips is set up, then for every frame `(fn, args)` it receives, it answers
+one frame `(True, result)` or `(False, exception)`. It exits when the pool closes the socket.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, MutableSequence
-from typing import Any, TypeVar
+import pickle
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
 
 from transforms.pipeline import configure_vips
 
-T = TypeVar("T")
-
-# Set once per worker process by `init_worker` (the array arrives with the process at spawn).
-running_pids: MutableSequence[int] = []
+READY = b""
 
 
-def init_worker(slots: MutableSequence[int]) -> None:
-    """Initialiser of every worker: libvips concurrency 1, cache off, untrusted loaders blocked."""
-    global running_pids
+def serve(conn: Connection) -> None:
+    """The worker's main loop (the target of every worker process)."""
+    # Ctrl-C reaches the whole process group; the pool decides when its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_vips()
-    running_pids = slots
+    conn.send_bytes(READY)
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the pool closed the socket (or died): nothing left to do
+        conn.send_bytes(answer(message))
 
 
-def call(slot: int, fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn(*args)`, marking `slot` with this worker's pid while it runs."""
-    pid = os.getpid()
-    running_pids[slot] = pid
+def answer(message: bytes) -> bytes:
+    """Run the task `message` holds; the reply frame, whatever happened."""
     try:
-        return fn(*args)
-    finally:
-        if running_pids[slot] == pid:
-            running_pids[slot] = 0
-
-
-def warm() -> int:
-    """A no-op that makes the executor start a worker (and proves it answers)."""
-    return os.getpid()
+        fn, args = pickle.loads(message)
+        reply: tuple[bool, Any] = (True, fn(*args))
+    except Exception as err:
+        reply = (False, err)
+    try:
+        return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as err:  # an unpicklable result or exception: say so, as text
+        failure = RuntimeError(f"the worker could not send back {type(reply[1]).__name__}: {err}")
+        return pickle.dumps((False, failure), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def rss_bytes() -> int:
@@ -48,3 +53,7 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def pid() -> int:
+    return os.getpid()

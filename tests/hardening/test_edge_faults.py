@@ -95,8 +95,8 @@ async def test_a_sigkilled_worker_fails_only_its_own_request(edge_dir: Path, sam
         whole_after = None
         while time.monotonic() - killed_at < 5.0:  # bounded poll
             now = transform_workers(edge.pid)
-            fresh = [pid for pid in now if pid not in before]
-            if victim not in now and len(fresh) >= 2:
+            # whole again: the victim replaced, the survivor untouched
+            if victim not in now and len(now) == 2 and before[1] in now:
                 whole_after = time.monotonic() - killed_at
                 break
             await asyncio.sleep(0.02)
