@@ -13,6 +13,7 @@ from edge.appkeys import (
     IMG_ROUTES,
     LIMITS,
     METRICS,
+    ORIGINALS,
     POOL,
     PURGE_HOOKS,
     READINESS_CHECKS,
@@ -28,6 +29,7 @@ from edge.img import handle_img, handle_raw
 from edge.memo import request_memo
 from edge.metrics import create_metrics
 from edge.middleware import add_catch_all, add_route
+from edge.originals import Originals
 from edge.purge import drop_locally, handle_purge, purge_paths_hook
 from edge.records import RecordStore
 from edge.sources import create_source
@@ -105,6 +107,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     disk = DiskTier(c.disk_path, c.disk_bytes, on_error=app[METRICS].cache_error)
     await disk.open()
     app[TIERS] = TieredCache(MemoryTier(c.memory_bytes), disk)
+    app[ORIGINALS] = Originals(c.originals_bytes)
     yield
     await disk.close()
 
@@ -129,6 +132,7 @@ async def variants_ctx(app: web.Application) -> AsyncIterator[None]:
         max_age_s=c.max_age_s,
         stale_if_error_s=c.stale_if_error_s,
         admit=app[POOL].admit,
+        originals=app[ORIGINALS],
     )
     app[VARIANTS] = service
     yield

@@ -14,6 +14,7 @@ from edge.lookup import AvatarLookups
 from edge.memo import Memo
 from edge.metrics import Metrics
 from edge.origin_client import OriginClient
+from edge.originals import Originals
 from edge.sources import Source
 from edge.variants import VariantService
 from imgcdn.config import EdgeConfig
@@ -36,6 +37,7 @@ CONFIG = web.AppKey("config", EdgeConfig)
 METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", TransformPool)
 TIERS = web.AppKey("tiers", TieredCache)
+ORIGINALS = web.AppKey("originals", Originals)  # recently fetched originals (memory)
 SOURCE = web.AppKey("source", Source)
 VARIANTS = web.AppKey("variants", VariantService)
 PURGE_HOOKS = web.AppKey("purge_hooks", dict[str, PurgeHook])

@@ -29,6 +29,7 @@ from edge.cache import Entry, TieredCache
 from edge.headers import COALESCED, HIT_MEMORY, Outcome, hit_outcome, strong_etag
 from edge.metrics import Metrics
 from edge.origin_client import Avatar, OriginClient, PhotoBytes
+from edge.originals import Originals
 from edge.singleflight import SingleFlight
 from transforms.pipeline import Rendered
 from transforms.pool import TransformPool
@@ -90,6 +91,7 @@ class AvatarVariants:
         metrics: Metrics,
         *,
         from_larger: bool = True,
+        originals: Originals | None = None,
     ) -> None:
         self.tiers = tiers
         self.pool = pool
@@ -97,6 +99,7 @@ class AvatarVariants:
         self.origin = origin
         self.metrics = metrics
         self.from_larger = from_larger
+        self.originals = originals or Originals(0)  # photo bytes, immutable per id + version
         self.misses: SingleFlight[str, Made] = SingleFlight()
         self.photos: SingleFlight[str, PhotoBytes] = SingleFlight()
         # (photo id, version) -> variants of it this process made or read from the disk
@@ -165,12 +168,21 @@ class AvatarVariants:
                 work = self.pool.render(larger.body, spec, self.limits)
                 return await self._render(work, {}, last_modified=larger.last_modified)
         started = time.perf_counter()
-        photo, _ = await self.photos.run(
-            avatar.photo_id, lambda: self.origin.photo(avatar.photo_id)
-        )
+        photo = await self._photo_bytes(avatar)
         timings = {"origin": (time.perf_counter() - started) * 1000}
         work = self.pool.render(photo.body, spec, self.limits)
         return await self._render(work, timings, last_modified=photo.last_modified)
+
+    async def _photo_bytes(self, avatar: Avatar) -> PhotoBytes:
+        """The photo's original: kept in memory, or fetched once however many sizes ask."""
+        key = ("photo", avatar.photo_id)
+        photo = self.originals.get(key, avatar.version, PhotoBytes)
+        if photo is None:
+            photo, _ = await self.photos.run(
+                avatar.photo_id, lambda: self.origin.photo(avatar.photo_id)
+            )
+            self.originals.put(key, avatar.version, photo)
+        return photo
 
     async def _render(
         self, work: Awaitable[Rendered], timings: dict[str, float], last_modified: float | None

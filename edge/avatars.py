@@ -24,6 +24,7 @@ from edge.appkeys import (
     LOOKUPS,
     METRICS,
     ORIGIN,
+    ORIGINALS,
     POOL,
     PURGE_HOOKS,
     READINESS_CHECKS,
@@ -283,6 +284,7 @@ async def avatars_ctx(app: web.Application) -> AsyncIterator[None]:
         origin,
         app[METRICS],
         from_larger=config.transforms.avatar_from_larger,
+        originals=app[ORIGINALS],
     )
     yield
     await variants.close()

@@ -26,6 +26,7 @@ from edge.headers import (
 )
 from edge.keys import flight_key, path_tag, variant_key
 from edge.metrics import Metrics
+from edge.originals import Originals
 from edge.records import RecordStore
 from edge.singleflight import SingleFlight
 from edge.sources import Fetched, Source, Validators
@@ -76,9 +77,10 @@ class VariantService:
         max_age_s: float,
         stale_if_error_s: float,
         admit: Callable[[int], None] | None = None,
+        originals: Originals | None = None,
     ) -> None:
         """`admit`: raises when a new miss cannot be rendered now (pool full), before any
-        source is read."""
+        source is read. `originals`: recently fetched originals to render more variants from."""
         self.source = source
         self.tiers = tiers
         self.records = records
@@ -86,6 +88,7 @@ class VariantService:
         self.max_age_s = max_age_s
         self.stale_if_error_s = stale_if_error_s
         self.admit = admit
+        self.originals = originals or Originals(0)
         self._memory_hits = metrics.cache_hits.labels(tier="memory")  # counted on every hit
         self.misses: SingleFlight[str, Produced] = SingleFlight()
         self.fetches: SingleFlight[str, Fetched] = SingleFlight()
@@ -137,7 +140,7 @@ class VariantService:
             self.admit(len(self.misses))
         produced, shared = await self.misses.run(
             flight,
-            lambda: self._produce(path, source_id, token, fmt, render, stage, missed),
+            lambda: self._produce(path, source_id, token, fmt, render, stage, record, missed),
         )
         if shared:
             self.metrics.coalesced.inc()
@@ -179,12 +182,17 @@ class VariantService:
         fmt: str,
         render: Renderer,
         stage: str | None,
+        known: SourceRecord | None,
         missed: str | None,
     ) -> Produced:
         started = time.perf_counter()
-        fetched, _ = await self.fetches.run(source_id, lambda: self._fetch(path, source_id))
+        fetched = self.kept_original(source_id, known)
+        if fetched is not None and known is not None:
+            record = known
+        else:
+            fetched, _ = await self.fetches.run(source_id, lambda: self._fetch(path, source_id))
+            record = self.new_record(fetched.validators)
         origin_ms = (time.perf_counter() - started) * 1000
-        record = self.new_record(fetched.validators)
         key = variant_key(source_id, record.validator, token, fmt)
         # Known bytes whose record had been dropped, or made since under a new validator; not
         # asked again when `serve` has just missed this very key (a disk read saved per miss).
@@ -207,6 +215,13 @@ class VariantService:
         timings = {"origin": origin_ms, **({stage: render_ms} if stage else {})}
         return Produced(entry, record, timings, stored)
 
+    def kept_original(self, source_id: str, record: SourceRecord | None) -> Fetched | None:
+        """The original kept in memory, while `record` (whose validator it must carry) is fresh:
+        the window in which the variants themselves are served without asking the source."""
+        if record is None or time.time() - record.checked_at - record.max_age >= 0:
+            return None
+        return self.originals.get(("img", source_id), record.validator, Fetched)
+
     async def _fetch(self, path: str, source_id: str) -> Fetched:
         started = time.perf_counter()
         try:
@@ -217,6 +232,7 @@ class VariantService:
         finally:
             self.metrics.origin_seconds.observe(time.perf_counter() - started)
         await self.records.put(source_id, self.new_record(fetched.validators))
+        self.originals.put(("img", source_id), fetched.validators.validator, fetched)
         return fetched
 
     def new_record(self, validators: Validators) -> SourceRecord:
@@ -241,6 +257,7 @@ class VariantService:
         try:
             validators = await self.source.revalidate(path, record)
         except NotFound:
+            self.originals.discard(("img", source_id))
             await self.records.drop(source_id)  # deleted at the source: forget it
             raise
         except SOURCE_DOWN:
@@ -274,12 +291,14 @@ class VariantService:
     async def purge(self, path: str) -> int:
         """Drop every variant and the record of `path` (this process's memory + the disk)."""
         source_id = self.source.identity(path)
+        self.originals.discard(("img", source_id))
         await self.records.drop(source_id)
         return await self.tiers.evict(path_tag(source_id))
 
     def forget_locally(self, path: str) -> int:
         """Drop this process's memory copies of `path` (another process purged the disk)."""
         source_id = self.source.identity(path)
+        self.originals.discard(("img", source_id))
         self.records.forget_locally(source_id)
         return self.tiers.memory.evict_now(path_tag(source_id))
 

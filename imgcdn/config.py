@@ -40,6 +40,7 @@ class SourceConfig:
 @dataclass(frozen=True)
 class CacheConfig:
     memory_bytes: int = 268_435_456
+    originals_bytes: int = 67_108_864  # recently fetched originals kept in memory; 0 = off
     disk_path: str = "./var/edge-cache"
     disk_bytes: int = 10_737_418_240
     max_age_s: int = 86_400
@@ -246,6 +247,7 @@ def validate(config: Config) -> Config:
             "edge.transforms.auto_formats: each must be avif, webp, jpeg or png",
         ),
         (edge.cache.memory_bytes >= 0, "edge.cache.memory_bytes: must be 0 or more"),
+        (edge.cache.originals_bytes >= 0, "edge.cache.originals_bytes: must be 0 or more"),
         (edge.cache.disk_bytes >= 0, "edge.cache.disk_bytes: must be 0 or more"),
         (edge.cache.lookup_ttl_s > 0, "edge.cache.lookup_ttl_s: must be positive"),
         (edge.source.type != "http" or bool(edge.source.url), "edge.source.url: required for http"),

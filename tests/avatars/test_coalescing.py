@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 
+import pytest
+
 from tests.avatars.conftest import StartStack
 from tests.avatars.images import is_photo, size_of
 from tests.avatars.metrics import metric
@@ -60,3 +62,20 @@ async def test_100_concurrent_requests_for_an_unknown_hash_with_a_default(
     assert {response.status for response, _ in results} == {200}
     assert stack.origin_calls == collections.Counter({"lookup": 1})
     assert await metric(stack, "imgcdn_edge_transform_seconds_count") == transforms_before + 1
+
+
+@pytest.mark.parametrize(("originals_bytes", "fetches"), [(64 << 20, 1), (0, 3)])
+async def test_more_sizes_of_one_photo_fetch_it_once(
+    start_stack: StartStack, sample_bytes, originals_bytes: int, fetches: int
+) -> None:
+    """Small first, then larger (nothing larger to render from): the photo's original is kept
+    in memory (`edge.cache.originals_bytes`) and fetched once; with it off, once per size."""
+    astronaut = sample_bytes("astronaut.jpg")
+    stack = await start_stack(originals_bytes=originals_bytes)
+    user = await stack.user(astronaut)
+    await stack.activate(user, 0)
+    for size in (40, 120, 300):
+        response, body = await stack.get(f"/avatar/{user['hash_md5']}?s={size}")
+        assert response.status == 200 and is_photo(body, astronaut)
+        assert size_of(body) == (size, size)
+    assert stack.origin_calls["raw"] == fetches

@@ -133,7 +133,9 @@ async def test_origin_killed_and_restarted_under_load(tmp_path: Path, samples: P
             assert set(down.statuses["cached"]) == {200}, down.statuses
             assert set(down.statuses["unknown, d=identicon"]) == {200}, down.statuses
             assert set(down.statuses["unknown, no d"]) <= {502, 504}, down.statuses
-            assert set(down.statuses["new size"]) <= {502, 504}, down.statuses  # need the bytes
+            # sizes never rendered still answer: the photos' originals are kept in memory
+            # (edge.cache.originals_bytes), so only the lookup had to be cached
+            assert set(down.statuses["new size"]) == {200}, down.statuses
             assert down.slowest["unknown, no d"] < 2.5  # fails fast (2 s origin timeout at most)
 
             origin = start_service("origin", config, origin_port)  # same port, same database

@@ -1,0 +1,61 @@
+"""Recently fetched originals, kept in this process's memory so that more variants of the same
+image skip the fetch (thumbor keeps originals in its `STORAGE` for the same reason).
+
+Avatar traffic asks for many sizes of the same few photos; `/img` pages ask for several widths
+of one source. Without this, every one of those misses reads the original again: a file read
+and a thread hop for a `dir` source, an HTTP request to the origin for an avatar photo (whose
+CPU the origin takes from the same machine). Entries are only ever used under the identity
+that made them: a photo id + version for avatars (immutable), a source's validator while its
+record is fresh for `/img` (the same window in which its variants are served without asking
+the source). Bounded by the sum of body bytes (`edge.cache.originals_bytes`, 0 = off); one
+original larger than an eighth of the budget is not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Protocol, TypeVar
+
+from cachetools import LRUCache
+
+
+class HasBody(Protocol):
+    @property
+    def body(self) -> bytes: ...
+
+
+V = TypeVar("V", bound=HasBody)
+
+
+def body_size(kept: tuple[Hashable, HasBody]) -> int:
+    return len(kept[1].body)
+
+
+class Originals:
+    """One budget for every kind of original; keys are namespaced by their callers."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: LRUCache[Hashable, tuple[Hashable, HasBody]] | None = (
+            LRUCache(maxsize=max_bytes, getsizeof=body_size) if max_bytes > 0 else None
+        )
+
+    def get(self, key: Hashable, version: Hashable, kind: type[V]) -> V | None:
+        """The original of type `kind` kept for `key`, if it was kept under `version`."""
+        if self._entries is None:
+            return None
+        kept = self._entries.get(key)
+        if kept is None or kept[0] != version or not isinstance(kept[1], kind):
+            return None
+        return kept[1]
+
+    def put(self, key: Hashable, version: Hashable, value: HasBody) -> None:
+        if self._entries is not None and len(value.body) <= self.max_bytes // 8:
+            self._entries[key] = (version, value)
+
+    def discard(self, key: Hashable) -> None:
+        if self._entries is not None:
+            self._entries.pop(key, None)
+
+    def size_bytes(self) -> int:
+        return int(self._entries.currsize) if self._entries is not None else 0
