@@ -65,7 +65,7 @@ def test_which_variants_may_stand_in():
 
 async def test_a_smaller_size_needs_no_origin_fetch(start_stack: StartStack, sample_bytes):
     astronaut = sample_bytes("astronaut.jpg")
-    stack = await start_stack()
+    stack = await start_stack(originals_bytes=0)  # every render from the original: a fetch
     user = await stack.user(astronaut)
     await stack.activate(user, 0)
     md5 = user["hash_md5"]
@@ -86,7 +86,7 @@ async def test_a_smaller_size_needs_no_origin_fetch(start_stack: StartStack, sam
 async def test_switched_off_every_size_comes_from_the_original(
     start_stack: StartStack, sample_bytes
 ):
-    stack = await start_stack()
+    stack = await start_stack(originals_bytes=0)  # every render from the original: a fetch
     stack.edge.app[AVATARS].from_larger = False
     user = await stack.user(sample_bytes("coffee.jpg"))
     await stack.activate(user, 0)
