@@ -85,7 +85,7 @@ class PurgeBroadcast:
         if cache is None:
             return None
         try:
-            return await asyncio.to_thread(fn, cache, *args)
+            return await self.disk.run(fn, cache, *args)
         except Exception as err:  # the log is best effort: memory copies also expire on their own
             log.warning("purge log unavailable: %s", err)
             self.disk.on_error("purge-log")

@@ -16,14 +16,16 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import diskcache
 from cachetools import LRUCache
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VOLUME_EVERY_S = 1.0
 READ_WAIT_S = 0.01  # the loop's SQLite busy timeout; longer waits move to a thread
@@ -126,16 +128,16 @@ def entry_size(entry: Entry) -> int:
 class DiskTier:
     """diskcache with `size_limit` and LRU eviction under `edge.cache.disk_path`.
 
-    Reads run on the event loop; writes, deletes and evictions in a thread. Measured on the
-    benchmark machine (2 vCPU, `hit` scenario with `memory_bytes: 0`, so every request is a
-    disk hit, whose LRU access-time update is a small write): a 10 KB variant 3.9-4.0k req/s
-    and p99 15 ms on the loop vs 2.2k req/s and p99 0.9-1.2 s in threads (250 vs 470 us of
-    CPU per request: the hop costs ~75 us, and the pool's threads queue on SQLite's write
-    lock); a 100 KB variant (a file of its own) 2.5k vs 1.7k req/s, p99 21 ms vs 1 s; two
-    edge processes sharing the disk, 10 KB: 3.6k req/s, p99 28 ms vs 2.4k req/s, p99 1.8 s.
-    The loop reads through a second handle whose SQLite busy timeout is `READ_WAIT_S`: when
-    another process or our writer thread holds the lock longer, the read retries in a thread
-    instead of stalling the loop.
+    Reads run on the event loop; writes, deletes and evictions on the tier's own thread.
+    Measured on the benchmark machine (2 vCPU, `hit` scenario with `memory_bytes: 0`, so every
+    request is a disk hit, whose LRU access-time update is a small write): a 10 KB variant
+    3.9-4.0k req/s and p99 15 ms on the loop vs 2.2k req/s and p99 0.9-1.2 s in threads (250 vs
+    470 us of CPU per request: the hop costs ~75 us, and the pool's threads queue on SQLite's
+    write lock); a 100 KB variant (a file of its own) 2.5k vs 1.7k req/s, p99 21 ms vs 1 s; two
+    edge processes sharing the disk, 10 KB: 3.6k req/s, p99 28 ms vs 2.4k req/s, p99 1.8 s. The
+    loop reads through a second handle whose SQLite busy timeout is `READ_WAIT_S`: when another
+    process or our writer thread holds the lock longer, the read retries in a thread instead of
+    stalling the loop.
     """
 
     name = "disk"
@@ -148,6 +150,12 @@ class DiskTier:
         self._reader: diskcache.Cache | None = None  # the loop's handle (short busy timeout)
         self._volume = 0
         self._volume_due = 0.0  # monotonic time of the next `volume()` refresh
+        # Every call that may write runs on this one thread: one SQLite connection with a warm
+        # page cache, and no two writers of this process contending for the lock. Through
+        # asyncio's default executor a set landed on any of its threads, each with its own
+        # connection: 20 KB sets from a loop with 8 in flight cost 309 us of CPU there, 179
+        # here. (Variants of 32 KB and more are files of their own: ~0.8 ms a set.)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="imgcdn-disk")
 
     @property
     def available(self) -> bool:
@@ -160,7 +168,7 @@ class DiskTier:
 
     async def open(self) -> bool:
         if self.max_bytes > 0 and self._cache is None:
-            self._cache = await asyncio.to_thread(self._open)
+            self._cache = await self.run(self._open)
         return self._cache is not None
 
     def _open(self) -> diskcache.Cache | None:
@@ -212,7 +220,12 @@ class DiskTier:
             reader.close()
         if self._cache is not None:
             cache, self._cache = self._cache, None
-            await asyncio.to_thread(cache.close)
+            await self.run(cache.close)
+        self._thread.shutdown(wait=False)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the tier's own thread (for anything that writes to the disk tier)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def get(self, key: str) -> Entry | None:
         data = await self.get_bytes(key)
@@ -237,7 +250,7 @@ class DiskTier:
             try:
                 value = reader.get(key)  # on the loop: see the class docstring
             except diskcache.Timeout:  # the write lock is busy: wait for it in a thread
-                value = await asyncio.to_thread(cache.get, key)
+                value = await self.run(cache.get, key)
         except (OSError, sqlite3.Error, diskcache.Timeout) as err:
             log.warning("disk cache read failed: %s", err)
             self.on_error("read")
@@ -249,7 +262,7 @@ class DiskTier:
         if cache is None or len(data) > self.max_bytes // 2:
             return False
         try:
-            await asyncio.to_thread(self._set, cache, key, data, tag)
+            await self.run(self._set, cache, key, data, tag)
         except (OSError, sqlite3.Error) as err:  # a full disk is ENOSPC or SQLITE_FULL
             log.warning("disk cache write failed: %s", err)
             self.on_error("write")
@@ -267,7 +280,7 @@ class DiskTier:
         cache = self._cache
         if cache is not None:
             try:
-                await asyncio.to_thread(cache.delete, key)
+                await self.run(cache.delete, key)
             except (OSError, sqlite3.Error):
                 self.on_error("write")
 
@@ -276,7 +289,7 @@ class DiskTier:
         if cache is None:
             return 0
         try:
-            return int(await asyncio.to_thread(cache.evict, tag))
+            return int(await self.run(cache.evict, tag))
         except (OSError, sqlite3.Error) as err:
             log.warning("disk cache evict failed: %s", err)
             self.on_error("write")
