@@ -16,17 +16,12 @@ from typing import Any
 from transforms.pipeline import configure_vips
 
 READY = b""
-# Workers yield the CPU to the serving event loop when both want it: hits and 503s stay fast
-# under a flood of misses, and transforms still take every cycle the loop leaves. Paced at 3.5x
-# what the transforms can do, 503 p99 fell from 8.4-9.0 ms to 4.9 ms with no fewer transforms.
-NICE = 10
 
 
 def serve(conn: Connection) -> None:
     """The worker's main loop (the target of every worker process)."""
     # Ctrl-C reaches the whole process group; the pool decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(NICE)
     configure_vips()
     conn.send_bytes(READY)
     while True:

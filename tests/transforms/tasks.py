@@ -46,7 +46,3 @@ def vips_policy(svg: bytes) -> dict[str, object]:
         "cache_max": pyvips.cache_get_max(),
         "svg_loads": svg_loads,
     }
-
-
-def niceness() -> int:
-    return os.nice(0)

@@ -216,7 +216,3 @@ async def test_close_refuses_waiting_work() -> None:
     assert isinstance(results[-1], Overloaded)  # still waiting: refused, not lost
     assert all(isinstance(r, int | Overloaded) for r in results)
     assert not pool.healthy
-
-
-async def test_workers_yield_the_cpu_to_the_event_loop(pool: TransformPool) -> None:
-    assert await pool.run(tasks.niceness) == os.nice(0) + worker.NICE
