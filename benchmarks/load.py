@@ -9,8 +9,6 @@ the same run, prints a table and writes `<scenario>.json` / `.png` and `summary.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ import yaml
 
 from benchmarks.chart import plot_scenario, plot_summary
 from benchmarks.drive import Driver, Progress, choose_generator
+from benchmarks.entry import command_line, run_main
 from benchmarks.report import process_lines, table, write_json
 from benchmarks.runner import ScenarioRunner
 from benchmarks.scenarios import DEFAULT_USERS, SCENARIOS
@@ -173,15 +172,7 @@ async def run(args: argparse.Namespace, command: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python -m benchmarks.load " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(run(args, command))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run(args, command))
+    return run_main(run(args, command_line("benchmarks.load", argv)))
 
 
 if __name__ == "__main__":

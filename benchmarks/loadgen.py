@@ -79,10 +79,7 @@ async def run_load(
         clock = time.perf_counter
         next_at = start + interval * slot / connections
         while clock() < deadline:
-            if interval:
-                if next_at > clock():
-                    await asyncio.sleep(next_at - clock())
-                next_at += interval
+            next_at = await wait_turn(next_at, interval)
             path = next(source, None)
             if path is None:
                 return
@@ -129,3 +126,14 @@ async def run_load(
         curve=percentile_curve(latencies),
     )
     return LoadOutcome(measurement, sizes, latencies)
+
+
+async def wait_turn(next_at: float, interval: float) -> float:
+    """Paced load (`interval` > 0, per connection): sleep until `next_at`, return the time of
+    the connection's next request. Unpaced: return at once."""
+    if not interval:
+        return next_at
+    delay = next_at - time.perf_counter()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return next_at + interval

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import json
 import random
-import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,8 @@ import aiohttp
 from yarl import URL
 
 from benchmarks.drive import Progress, wait_quiet
-from benchmarks.loadgen import LoadState
+from benchmarks.entry import command_line, run_main
+from benchmarks.loadgen import LoadState, wait_turn
 from benchmarks.overloadstats import (
     Tally,
     cpu_by_role,
@@ -68,10 +68,7 @@ async def drive(
     async def loop(session: aiohttp.ClientSession, slot: int) -> None:
         next_at = start + interval * slot / connections
         while clock() < deadline:
-            if interval:
-                if next_at > clock():
-                    await asyncio.sleep(next_at - clock())
-                next_at += interval
+            next_at = await wait_turn(next_at, interval)
             t0 = clock()
             url = URL(base + miss_path(next(counter)), encoded=True)
             try:
@@ -272,15 +269,7 @@ async def run(args: argparse.Namespace, command: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python -m benchmarks.overload " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(run(args, command))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run(args, command))
+    return run_main(run(args, command_line("benchmarks.overload", argv)))
 
 
 if __name__ == "__main__":

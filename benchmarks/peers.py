@@ -21,10 +21,8 @@ skips it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
-import shlex
 import shutil
 import sys
 import tempfile
@@ -37,6 +35,7 @@ import aiohttp
 
 from benchmarks.drive import Driver, Progress, choose_generator, wait_quiet
 from benchmarks.edgemetrics import scrape
+from benchmarks.entry import command_line, run_main
 from benchmarks.load import RESULTS, parse_overrides
 from benchmarks.peermix import (
     CHECK_QUERY,
@@ -319,21 +318,7 @@ def write_results(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python -m benchmarks.peers " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
-    try:
-        import uvloop
-    except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(run(args, command))
-    except KeyboardInterrupt:  # every process started was stopped on the way out
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    return run_main(run(args, command_line("benchmarks.peers", argv)))
 
 
 if __name__ == "__main__":

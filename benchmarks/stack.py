@@ -70,6 +70,38 @@ def imgcdn_command(*args: str) -> list[str]:
     ]
 
 
+async def wait_answering(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    name: str,
+    log: Path,
+    timeout_s: float = START_TIMEOUT_S,
+) -> None:
+    """Poll `url` until it answers 200; fail at once (with the log's tail) if `proc` exits."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited at start:\n{tail(log, 30)}")
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer {url} in {timeout_s:.0f}s")
+
+
+def tail(path: Path, lines: int) -> str:
+    """The last `lines` lines of a log file ("" if unreadable)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def apply_override(config: dict[str, Any], dotted: str, value: Any) -> None:
     """Set `edge.cache.memory_bytes`-style keys in a nested config mapping."""
     *parents, last = dotted.split(".")
@@ -164,26 +196,10 @@ class Stack:
             )
 
     async def wait_healthy(self, name: str, url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.procs[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited at start:\n{self.log_tail(name)}")
-                try:
-                    async with session.get(url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"{name} did not answer /healthz in {START_TIMEOUT_S:.0f}s")
+        await wait_answering(self.procs[name], url + "/healthz", name, self.dir / f"{name}.log")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            text = (self.dir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.dir / f"{name}.log", lines)
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items() if p.poll() is None}
@@ -194,19 +210,25 @@ class Stack:
             proc = self.procs.get(name)
             if proc is None:
                 continue
-            tree = descendants(proc.pid)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            for pid in tree[1:]:
-                kill_if_alive(pid)
+            stop_tree(proc, grace_s)
         self.procs.clear()
         if not self.options.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_tree(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM `proc`, wait `grace_s`, SIGKILL it if need be, then any process of its tree
+    still running (by pid: only processes this benchmark started)."""
+    tree = descendants(proc.pid)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pid in tree[1:]:
+        kill_if_alive(pid)
 
 
 def kill_if_alive(pid: int) -> None:

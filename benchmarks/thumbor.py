@@ -14,16 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
-
-from benchmarks.procstats import descendants
-from benchmarks.stack import free_port, kill_if_alive
+from benchmarks.stack import free_port, stop_tree, wait_answering
 
 DEFAULT_BINARY = Path("/tmp/peers/thumbor-venv/bin/thumbor")
 INSTALL_HINT = (
@@ -164,26 +159,8 @@ class ThumborPeer:
             )
 
     async def wait_healthy(self, url: str, name: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.procs[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited at start:\n{self.log_tail(name)}")
-                try:
-                    async with session.get(url + "/healthcheck") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"{name} did not answer /healthcheck in {START_TIMEOUT_S:.0f}s")
-
-    def log_tail(self, name: str, lines: int = 20) -> str:
-        try:
-            text = (self.dir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        log = self.dir / f"{name}.log"
+        await wait_answering(self.procs[name], url + "/healthcheck", name, log, START_TIMEOUT_S)
 
     def pids(self) -> dict[str, int]:
         """Root pid of each process tree started here, by name (`thumbor-1`, `nginx`)."""
@@ -193,14 +170,5 @@ class ThumborPeer:
         """SIGTERM every process started here (nginx first), wait, SIGKILL what is left."""
         for name in sorted(self.procs, key=lambda n: n != "nginx"):
             proc = self.procs[name]
-            tree = descendants(proc.pid)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            for pid in tree[1:]:
-                kill_if_alive(pid)
+            stop_tree(proc, grace_s)
         self.procs.clear()
