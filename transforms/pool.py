@@ -74,6 +74,7 @@ class Worker:
         self.job: Job | None = None
         self.ready = False
         self.gone = False
+        self.undelivered = False  # a task could not even be written: the worker was gone
         self._buffer = bytearray()
         self._need = -1  # body length of the frame being read; -1: reading a header
         self._out: collections.deque[memoryview] = collections.deque()  # unsent bytes
@@ -107,7 +108,8 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                return  # a dead worker: its end of the socket reads EOF next
+                self.undelivered = True  # a dead worker: its socket reads EOF next
+                return
             if sent == len(parts[0]) + len(message):
                 return
             for part in parts:
@@ -309,7 +311,8 @@ class TransformPool:
             w = self._idle.pop()
             w.job, job.worker = job, w
             w.send(job.message)
-            job.message = b""  # sent; do not hold the source bytes while it renders
+            if not w.undelivered:
+                job.message = b""  # sent; do not hold the source bytes while it renders
 
     def _release(self, job: Job) -> None:
         if job.released:
@@ -370,13 +373,18 @@ class TransformPool:
         if w in self._idle:
             self._idle.remove(w)
         job, w.job = w.job, None
-        if job is not None:
+        if job is not None and w.undelivered and not job.future.done():
+            # It died idle, before this task reached it: the task is innocent, run it elsewhere.
+            job.worker = None
+            self._waiting.appendleft(job)
+        elif job is not None:
             self._release(job)
             crashed = WorkerCrashed("the transform worker died while rendering this image")
             settle(job.future, crashed)
         if not w.ready:
             self._failed_starts += 1
         self._wake_ready()
+        self._dispatch()
         if self._closed:
             return
         self.restarts += 1

@@ -216,3 +216,25 @@ async def test_close_refuses_waiting_work() -> None:
     assert isinstance(results[-1], Overloaded)  # still waiting: refused, not lost
     assert all(isinstance(r, int | Overloaded) for r in results)
     assert not pool.healthy
+
+
+async def test_a_task_given_to_a_worker_that_died_idle_runs_elsewhere(pool: TransformPool) -> None:
+    """The worker is gone before its next task reaches it (the loop has not seen the EOF
+    yet): that task never ran, so it is not the one to fail."""
+    victim, survivor = pool.worker_pids
+    os.kill(victim, signal.SIGKILL)
+    wait_gone(victim)  # blocking on purpose: the event loop must not see the EOF first
+    results = await asyncio.gather(pool.run(tasks.pid), pool.run(tasks.pid))
+    assert results == [survivor, survivor]
+    assert pool.restarts == 1
+
+
+def wait_gone(pid: int, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} still there after {within_s} s")
