@@ -13,7 +13,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from edge.appkeys import METRICS, POOL, READINESS_CHECKS, REPORTS_SHARED, TIERS, ReadinessCheck
+from edge.appkeys import (
+    METRICS,
+    ORIGINALS,
+    POOL,
+    READINESS_CHECKS,
+    REPORTS_SHARED,
+    TIERS,
+    ReadinessCheck,
+)
 from edge.metrics import CONTENT_TYPE, render_metrics
 from edge.middleware import text_error
 
@@ -60,6 +68,7 @@ def update_gauges(app: web.Application) -> None:
     metrics, tiers = app[METRICS], app[TIERS]
     metrics.transform_queue.set(app[POOL].queued)
     metrics.cache_bytes.labels(tier="memory").set(tiers.memory.size_bytes())
+    metrics.cache_bytes.labels(tier="originals").set(app[ORIGINALS].size_bytes())
     if app[REPORTS_SHARED]:  # the disk is shared: one process reports it, or the sum lies
         metrics.cache_bytes.labels(tier="disk").set(tiers.disk.size_bytes())
 
