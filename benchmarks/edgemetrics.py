@@ -8,6 +8,7 @@ processes the edge aggregates them (prometheus multiprocess mode), so one scrape
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -48,6 +49,20 @@ class EdgeCounters:
             "hit_ratio": None if math.isnan(self.hit_ratio) else round(self.hit_ratio, 4),
             "requests_by_route_status": {k: int(v) for k, v in sorted(self.statuses.items()) if v},
         }
+
+
+def sample_sum(
+    text: str, name: str, keep: Callable[[dict[str, str]], bool] = lambda labels: True
+) -> float | None:
+    """The sum of a /metrics page's samples called `name` whose labels `keep` accepts (over
+    every process in multiprocess mode); None when there is none."""
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and keep(sample.labels)
+    ]
+    return sum(values) if values else None
 
 
 def parse_metrics(text: str) -> EdgeCounters:

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from benchmarks.edgemetrics import sample_sum
 from benchmarks.measure import percentile_curve, spread
 from benchmarks.procstats import ProcPeak
 from benchmarks.report import fmt
@@ -164,13 +163,7 @@ def pct(s: Mapping[str, Any]) -> dict[str, Any]:
 
 def queue_value(text: str) -> float | None:
     """The transform queue from a /metrics page (summed over processes), None if absent."""
-    values = [
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == QUEUE_METRIC
-    ]
-    return sum(values) if values else None
+    return sample_sum(text, QUEUE_METRIC)
 
 
 def cpu_by_role(procs: Sequence[ProcPeak], seconds: float) -> dict[str, float]:

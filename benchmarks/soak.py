@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.edgemetrics import sample_sum
 from benchmarks.loadgen import LoadOutcome, run_load
 from benchmarks.procstats import children_map, descendants, process_name, rss_bytes
 from benchmarks.scenarios import MID_SOURCES, ZipfMix
@@ -233,15 +233,12 @@ async def cache_bytes_at(edge_url: str, duration_s: float) -> tuple[float, float
 
 def cached_bytes(metrics_text: str) -> float:
     """memory + originals bytes from an edge's /metrics text."""
-    total = 0.0
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == "imgcdn_edge_cache_bytes" and sample.labels.get("tier") in (
-                "memory",
-                "originals",
-            ):
-                total += sample.value
-    return total
+    held = sample_sum(
+        metrics_text,
+        "imgcdn_edge_cache_bytes",
+        lambda labels: labels.get("tier") in ("memory", "originals"),
+    )
+    return held or 0.0
 
 
 def net_growth(row: dict[str, Any], cached: tuple[float, float]) -> float:

@@ -218,7 +218,7 @@ class VariantService:
     def kept_original(self, source_id: str, record: SourceRecord | None) -> Fetched | None:
         """The original kept in memory, while `record` (whose validator it must carry) is fresh:
         the window in which the variants themselves are served without asking the source."""
-        if record is None or time.time() - record.checked_at - record.max_age >= 0:
+        if record is None or classify(record, time.time(), 0.0) is not Freshness.FRESH:
             return None
         return self.originals.get(("img", source_id), record.validator, Fetched)
 

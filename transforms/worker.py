@@ -7,7 +7,6 @@ one frame `(True, result)` or `(False, exception)`. It exits when the pool close
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
 from multiprocessing.connection import Connection
@@ -53,7 +52,3 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def pid() -> int:
-    return os.getpid()
