@@ -58,6 +58,11 @@ def test_file_values_are_read(tmp_path: Path) -> None:
         ("edge:\n  source: {type: http}\n", {}, "edge.source.url: required for http"),
         ("origin:\n  storage: {type: s3}\n", {}, "origin.storage.bucket: required for s3"),
         ("edge:\n  port: 70000\n", {}, "edge.port: must be 1..65535"),
+        (
+            "edge:\n  cache:\n    originals_bytes: -1\n",
+            {},
+            "edge.cache.originals_bytes: must be 0 or more",
+        ),
         ("edge:\n  workers: true\n", {}, "edge.workers: expected an integer"),
         ("edge: [1, 2]\n", {}, "edge: expected a mapping"),
         ("- a\n", {}, "the top level must be a mapping"),
