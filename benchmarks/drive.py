@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -132,9 +132,11 @@ class Driver:
         paths: Sequence[str] | None = None,
         extra: Callable[[], str] | None = None,
         rate: float | None = None,
+        once: bool = False,
     ) -> Measurement:
         """Closed-loop load for `duration_s` on one path or cycling over `paths`; with `rate`,
-        paced at about that many requests/s instead."""
+        paced at about that many requests/s instead; `once`: every path once, then stop
+        (`duration_s` caps it)."""
         state = LoadState()
         follower = asyncio.create_task(self.progress.follow(label, state, duration_s, None, extra))
         try:
@@ -151,13 +153,18 @@ class Driver:
                     count_statuses=fixed_path is None,
                     delay_ms=delay_ms,
                     state=state,
+                    once=once,
                 )
-            source = itertools.repeat(fixed_path) if fixed_path else itertools.cycle(paths or ())
+            source: Iterable[str] = (
+                itertools.repeat(fixed_path) if fixed_path else itertools.cycle(paths or ())
+            )
+            if once and paths:
+                source = paths  # a sized sequence: run_load stops at its end
             outcome = await run_load(
                 base_url,
                 source,
                 connections=self.connections,
-                duration_s=duration_s,
+                duration_s=None if once else duration_s,
                 state=state,
                 rate=rate,
             )

@@ -21,7 +21,7 @@ from benchmarks.scenarios import AVATAR_SIZES, MID_SOURCES
 from benchmarks.stack import SAMPLES
 
 MIX_SEED = 7
-RATE_CEILING = 400.0  # misses/s the default --users leaves room for without repeating a pair
+RATE_CEILING = 400.0  # misses/s at which the default mix lasts --duration seconds
 WARM_SIZE = 16  # below every mix size: a variant that can never stand in for one of them
 # The warm-up asks for PNG and the format check for q=79: neither is the mix's JPEG at the
 # default quality, so no warm-up variant (nor an anchor made for one) can stand in for a mix size.
@@ -32,7 +32,7 @@ NOISY_PCT = 10.0
 
 
 def mix_users(duration_s: float, sizes: int = len(AVATAR_SIZES)) -> int:
-    """Users whose pairs outlast `duration_s` of load at RATE_CEILING misses/s."""
+    """Users whose pairs last `duration_s` of load at RATE_CEILING misses/s."""
     return max(10, math.ceil(RATE_CEILING * duration_s / sizes))
 
 
@@ -203,12 +203,12 @@ def trees_ms(cpu_s: dict[str, float], requests: int) -> dict[str, float]:
 def run_notes(run: RowRun, paths: int) -> list[str]:
     """What makes this run's figures suspect."""
     notes: list[str] = []
-    if run.measurement.requests > paths:
-        notes.append(f"the mix wrapped around after {paths} requests: raise --users")
+    if run.measurement.requests < paths:
+        notes.append(f"stopped after {run.measurement.requests} of {paths} requests (the cap)")
     if run.row != "thumbor" and run.edge is None:
         notes.append("no /metrics from the edge: misses unknown")
     hits = sum(run.edge.hits.values()) if run.edge is not None else 0.0
-    if hits:
+    if hits > run.measurement.connections:  # more than the repeats in flight at the end
         notes.append(f"{hits:.0f} cache hits during the run")
     if run.noise.get("other_pct", 0.0) > NOISY_PCT:
         notes.append(f"other work used {run.noise['other_pct']:.0f}% of the box")

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from benchmarks.measure import Measurement
 
 LUA_SCRIPT = Path(__file__).parent / "lua" / "paths.lua"
 MARK = "BENCH_JSON "
+DONE_MARK = b"BENCH_DONE"  # a thread of `--once` has had every path of its share answered
 
 
 def wrk_binary() -> str | None:
@@ -42,10 +44,12 @@ async def run_wrk(
     count_statuses: bool = True,
     delay_ms: float = 0.0,
     state: LoadState | None = None,
+    once: bool = False,
 ) -> Measurement:
     """Run wrk for `duration_s` against `base_url` with `paths` (cycled) or one `fixed_path`.
 
     `delay_ms` > 0 makes each connection pause that long before each request (paced load).
+    `once`: request every path once and stop when all are answered (`duration_s` is a cap).
     """
     binary = wrk_binary()
     if binary is None:
@@ -67,6 +71,8 @@ async def run_wrk(
             env["BENCH_STATUSES"] = "1"
         if delay_ms > 0:
             env["BENCH_DELAY_MS"] = f"{delay_ms:.3f}"
+        if once:
+            env["BENCH_ONCE"] = "1"
         args = [
             binary,
             f"-t{threads}",
@@ -84,7 +90,7 @@ async def run_wrk(
             *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         try:
-            out, err = await proc.communicate()
+            out, err = await (finish_once(proc, threads) if once else proc.communicate())
         except asyncio.CancelledError:
             proc.kill()  # our own child: do not leave it loading the server
             await proc.wait()
@@ -95,6 +101,23 @@ async def run_wrk(
         detail = (err.decode(errors="replace") or text).strip()[-500:]
         raise RuntimeError(f"wrk failed (exit {proc.returncode}): {detail}")
     return parse_wrk_json(text, connections)
+
+
+async def finish_once(proc: asyncio.subprocess.Process, threads: int) -> tuple[bytes, bytes]:
+    """Wait for every wrk thread's BENCH_DONE, then SIGINT wrk: it stops and reports (its
+    own timer would otherwise run to `-d`); -> (stdout, stderr) like `communicate`."""
+    assert proc.stdout is not None and proc.stderr is not None
+    errors = asyncio.ensure_future(proc.stderr.read())
+    lines: list[bytes] = []
+    done = 0
+    while line := await proc.stdout.readline():
+        lines.append(line)
+        done += line.strip() == DONE_MARK
+        if done == threads and proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            done += 1  # once
+    await proc.wait()
+    return b"".join(lines), await errors
 
 
 def parse_wrk_json(text: str, connections: int) -> Measurement:

@@ -2,6 +2,9 @@
 -- env: BENCH_FIXED_PATH   one path for every request (no per-request Lua: cheapest for wrk)
 --      BENCH_PATHS_FILE   one path per line; thread t of BENCH_THREADS takes lines t, t+T, ...
 --                         and wraps around at the end
+--      BENCH_ONCE=1       with BENCH_PATHS_FILE: each thread stops once every line of its
+--                         share has been answered and prints BENCH_DONE (requests still in
+--                         flight repeat the share's last line); wrk.py then ends the run
 --      BENCH_STATUSES=1   count responses per status (costs wrk some CPU per response)
 --      BENCH_DELAY_MS     pause per connection before each request (paced load); wrk takes
 --                         whole milliseconds, so the fraction is dithered at random
@@ -10,6 +13,7 @@
 local fixed = os.getenv("BENCH_FIXED_PATH")
 local file = os.getenv("BENCH_PATHS_FILE")
 local count_statuses = os.getenv("BENCH_STATUSES") == "1"
+local once = os.getenv("BENCH_ONCE") == "1"
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 local threads = {}
 
@@ -27,12 +31,30 @@ else
     for line in io.lines(file) do
       if #line > 0 then paths[#paths + 1] = line end
     end
-    idx = (tid or 1) - 1
+    local first = (tid or 1) - 1
+    -- this thread's share: lines tid, tid + T, ... (the last one it may request)
+    share = math.floor((#paths - (tid or 1)) / nthreads) + 1
+    last = first + (share - 1) * nthreads
+    idx = first
+    -- wrk calls request() once on the first thread to check the script: let that call
+    -- take a step of its own, not the share's first line
+    if (tid or 1) == 1 then idx = first - nthreads end
   end
   function request()
-    local p = paths[(idx % #paths) + 1]
+    local i = idx
+    if once and i > last then i = last end
     idx = idx + nthreads
-    return wrk.format("GET", p)
+    return wrk.format("GET", paths[(i % #paths) + 1])
+  end
+end
+
+local answered = 0
+local function stop_when_done()
+  answered = answered + 1
+  if answered == share then
+    io.write("BENCH_DONE\n")
+    io.flush()
+    wrk.thread:stop()
   end
 end
 
@@ -46,11 +68,14 @@ if delay_ms > 0 then
   end
 end
 
-if count_statuses then
+if count_statuses or (once and not fixed) then
   statuses = {}
   function response(status, headers, body)
-    local k = tostring(status)
-    statuses[k] = (statuses[k] or 0) + 1
+    if count_statuses then
+      local k = tostring(status)
+      statuses[k] = (statuses[k] or 0) + 1
+    end
+    if once and not fixed then stop_when_done() end
   end
 end
 

@@ -68,13 +68,14 @@ async def test_100_concurrent_requests_for_an_unknown_hash_with_a_default(
 async def test_more_sizes_of_one_photo_fetch_it_once(
     start_stack: StartStack, sample_bytes, originals_bytes: int, fetches: int
 ) -> None:
-    """Small first, then larger (nothing larger to render from): the photo's original is kept
-    in memory (`edge.cache.originals_bytes`) and fetched once; with it off, once per size."""
+    """Growing sizes above a master's (nothing larger to render from): the photo's original
+    is kept in memory (`edge.cache.originals_bytes`) and fetched once; with it off, once per
+    size. (Smaller sizes come from the photo's master: tests/avatars/test_masters.py.)"""
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(originals_bytes=originals_bytes)
     user = await stack.user(astronaut)
     await stack.activate(user, 0)
-    for size in (40, 120, 300):
+    for size in (260, 300, 400):
         response, body = await stack.get(f"/avatar/{user['hash_md5']}?s={size}")
         assert response.status == 200 and is_photo(body, astronaut)
         assert size_of(body) == (size, size)

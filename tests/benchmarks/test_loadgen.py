@@ -35,7 +35,12 @@ async def server(aiohttp_server):
         await asyncio.sleep(SLOW_S)
         return web.Response(body=b"s")
 
+    async def numbered(request: web.Request) -> web.Response:
+        seen["p" + request.match_info["n"]] += 1
+        return web.Response(body=b"n")
+
     app = web.Application()
+    app.router.add_get("/p/{n}", numbered)
     app.router.add_get("/ok", ok)
     app.router.add_get("/missing", missing)
     app.router.add_get("/slow", slow)
@@ -108,6 +113,20 @@ async def test_wrk_counts_match_the_server(server) -> None:
     assert m.statuses["200"] + m.statuses["404"] == m.requests
     assert m.statuses["200"] == pytest.approx(2 * m.statuses["404"], abs=4)
     assert 0 < m.latency(50) <= m.latency(99) <= m.latency(100)
+
+
+@pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed")
+async def test_wrk_once_answers_every_path_then_stops(server) -> None:
+    base, seen = server
+    paths = [f"/p/{n}" for n in range(500)]
+    m = await run_wrk(base, paths=paths, connections=4, duration_s=30, once=True)
+    assert m.duration_s < 10  # it did not wait for the 30 s cap
+    assert all(seen[f"p{n}"] >= 1 for n in range(500))
+    # requests in flight when a thread's share ran out repeat its last line (one of the last)
+    repeated = {name: count for name, count in seen.items() if count > 1}
+    assert sum(repeated.values()) - len(repeated) < 4
+    assert all(int(name[1:]) >= 500 - 4 for name in repeated)
+    assert 500 <= m.requests <= 503 and m.errors == 0
 
 
 @pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed")

@@ -156,17 +156,17 @@ def test_summary_without_thumbor_has_no_ratio() -> None:
     assert "on / off" not in pm.table(s)
 
 
-def test_notes_flag_a_wrapped_mix_hits_and_a_busy_box() -> None:
-    clean = row_run("edge on", 0, 300)
-    assert pm.run_notes(clean, paths=5000) == []
-    dirty = row_run("edge on", 0, 300, hits=12)
+def test_notes_flag_a_capped_mix_hits_and_a_busy_box() -> None:
+    clean = row_run("edge on", 0, 300, hits=32)  # 3000 requests; the repeats still in flight
+    assert pm.run_notes(clean, paths=3000) == []
+    dirty = row_run("edge on", 0, 300, hits=33)
     dirty.noise = {"other_pct": 25.0}
-    notes = pm.run_notes(dirty, paths=1000)
-    assert any("wrapped around after 1000" in n for n in notes)
-    assert "12 cache hits during the run" in notes
+    notes = pm.run_notes(dirty, paths=5000)
+    assert "stopped after 3000 of 5000 requests (the cap)" in notes
+    assert "33 cache hits during the run" in notes
     assert "other work used 25% of the box" in notes
     blind = pm.RowRun("edge off", 0, clean.measurement, 1.0, {}, "baseline JPEG")
-    assert "no /metrics from the edge: misses unknown" in pm.run_notes(blind, paths=5000)
+    assert "no /metrics from the edge: misses unknown" in pm.run_notes(blind, paths=3000)
 
 
 def test_cpu_per_request_adds_up_the_thumbor_processes() -> None:

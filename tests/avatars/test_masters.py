@@ -1,0 +1,74 @@
+"""Per-photo masters at the edge: the first small square of a photo keeps a master, and the
+other small sizes come from it, without the original (transforms/master.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from edge.appkeys import AVATARS, ORIGINALS
+from edge.avatar_variants import KeptMaster
+from edge.origin_client import PhotoBytes
+from tests.avatars.conftest import StartStack
+from tests.avatars.images import is_photo, size_of
+
+
+async def test_small_sizes_come_from_the_master_not_the_original(
+    start_stack: StartStack, sample_bytes
+) -> None:
+    coffee = sample_bytes("coffee.jpg")
+    stack = await start_stack()
+    user = await stack.user(coffee)
+    await stack.activate(user, 0)
+    md5 = user["hash_md5"]
+    response, body = await stack.get(f"/avatar/{md5}?s=64")
+    assert response.status == 200 and stack.origin_calls["raw"] == 1
+    originals = stack.edge.app[ORIGINALS]
+    (photo_id,) = {key[1] for key in originals._entries or {}}  # the one photo it saw
+    version = originals._entries[("master", photo_id)][0]  # type: ignore[index]
+    assert originals.get(("master", photo_id), version, KeptMaster) is not None
+    # the original gave way to its master (a fifth of the bytes)
+    assert originals.get(("photo", photo_id), version, PhotoBytes) is None
+    for size in (256, 128, 80, 32):
+        response, body = await stack.get(f"/avatar/{md5}?s={size}")
+        assert response.headers["X-Cache"] == "MISS"
+        assert "origin;" not in response.headers["Server-Timing"]
+        assert size_of(body) == (size, size) and is_photo(body, coffee)
+    assert stack.origin_calls["raw"] == 1  # no size after the first needed the original
+    response, body = await stack.get(f"/avatar/{md5}?s=300")  # larger than the master
+    assert size_of(body) == (300, 300) and stack.origin_calls["raw"] == 2
+
+
+async def test_sizes_asked_together_share_one_master(start_stack: StartStack, sample_bytes) -> None:
+    stack = await start_stack()
+    user = await stack.user(sample_bytes("astronaut.jpg"))
+    await stack.activate(user, 0)
+    sizes = (32, 48, 64, 80, 100, 128, 200, 256)
+    avatars = stack.edge.app[AVATARS]
+    made: list[int] = []
+    make_master = avatars._make_master
+
+    async def counting(*args: object) -> object:
+        made.append(1)
+        return await make_master(*args)  # type: ignore[arg-type]
+
+    avatars._make_master = counting  # type: ignore[method-assign]
+    answers = await asyncio.gather(
+        *(stack.get(f"/avatar/{user['hash_md5']}?s={size}") for size in sizes)
+    )
+    assert [size_of(body) for _, body in answers] == [(s, s) for s in sizes]
+    assert made == [1]  # one render from the original; the other sizes waited for its master
+
+
+async def test_no_master_when_switched_off_or_for_other_formats(
+    start_stack: StartStack, sample_bytes
+) -> None:
+    stack = await start_stack()
+    user = await stack.user(sample_bytes("rocket.jpg"))
+    await stack.activate(user, 0)
+    md5 = user["hash_md5"]
+    await stack.get(f"/avatar/{md5}?s=64&fm=webp")  # WebP: libvips from the original
+    originals = stack.edge.app[ORIGINALS]
+    assert not any(key[0] == "master" for key in originals._entries or {})
+    stack.edge.app[AVATARS].from_larger = False
+    await stack.get(f"/avatar/{md5}?s=64")
+    assert not any(key[0] == "master" for key in originals._entries or {})
