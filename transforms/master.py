@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from transforms.formats import CONTENT_TYPES, source_output_format
-from transforms.pipeline import Rendered, probe, render
+from transforms.pipeline import Rendered, probe, render, render_square
 from transforms.spec import Limits, TransformSpec
 
 MASTER_SIDE = 256  # covers Gravatar's common sizes (80 by default, 256 for 2x of 128)
@@ -63,12 +63,6 @@ def fits(master: Master, spec: TransformSpec) -> bool:
     return may_use_master(spec) and (spec.width or 0) <= master.side and fmt == "jpeg"
 
 
-def master_spec(side: int) -> TransformSpec:
-    return TransformSpec(
-        width=side, height=side, fit="cover", format="jpeg", quality=MASTER_QUALITY
-    )
-
-
 def render_keeping_master(
     data: bytes, spec: TransformSpec, limits: Limits
 ) -> tuple[Rendered, Master | None]:
@@ -79,7 +73,9 @@ def render_keeping_master(
     planned = Master(b"", side, source_output_format(info.format, info.has_alpha))
     if not fits(planned, spec):
         return render(data, spec, limits), None
-    master = Master(render(data, master_spec(side), limits).body, side, planned.auto_format)
+    master = Master(
+        render_square(data, side, MASTER_QUALITY, limits).body, side, planned.auto_format
+    )
     return derive(master, spec), master
 
 

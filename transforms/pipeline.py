@@ -38,6 +38,7 @@ ALLOWED_LOADERS = {
 # Their libvips classes: every other loader is blocked in the workers.
 ALLOWED_LOADER_CLASSES = ("Jpeg", "Png", "Nsgif", "Webp", "Heif", "Tiff")
 FAIL_ON = "error"  # stop on truncation and decode errors, not on harmless warnings
+JPEG_MAX_SHRINK = 8  # libjpeg's DCT scaling: 1/2, 1/4, 1/8
 WHITE = 255.0
 
 
@@ -131,6 +132,31 @@ def render(data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
     except pyvips.Error:
         raise CorruptImage("the image cannot be decoded") from None
     return Rendered(bytes(body), CONTENT_TYPES[fmt], p.width, p.height, fmt)
+
+
+def render_square(data: bytes, side: int, quality: int, limits: Limits) -> Rendered:
+    """An intermediate for transforms/master.py: the centre square of `side` px (at most the
+    short side), upright sRGB JPEG at `quality` (alpha onto white), Huffman tables not
+    optimised. A JPEG is decoded at the largest DCT scale that keeps `side` and the rest is
+    one `thumbnail_image`: `thumbnail_buffer` decodes at twice that and reduces (1024 -> 256
+    px: 5.3 vs 2.8 ms here), and optimising the tables costs another 0.7 ms."""
+    spec = TransformSpec(width=side, height=side, fit="cover", format="jpeg", quality=quality)
+    info, _ = open_header(data, limits)
+    if info.format != "jpeg":
+        return render(data, spec, limits)
+    shrink = 1
+    while shrink < JPEG_MAX_SHRINK and min(info.width, info.height) // (2 * shrink) >= side:
+        shrink *= 2
+    p = plan(info.width, info.height, spec, limits.max_dimension)
+    try:
+        image = pyvips.Image.new_from_buffer(
+            data, f"fail_on={FAIL_ON},shrink={shrink}", access="sequential"
+        )
+        image = finish(image.thumbnail_image(side, height=side, crop="centre"), p, spec, "jpeg")
+        body = image.write_to_buffer(".jpg", keep=pyvips.enums.ForeignKeep.NONE, Q=quality)
+    except pyvips.Error:
+        raise CorruptImage("the image cannot be decoded") from None
+    return Rendered(bytes(body), CONTENT_TYPES["jpeg"], side, side, "jpeg")
 
 
 def resize(data: bytes, p: Plan, spec: TransformSpec, animated: bool) -> pyvips.Image:

@@ -18,6 +18,7 @@ from transforms.master import (
     may_use_master,
     render_keeping_master,
 )
+from transforms.errors import CorruptImage
 from transforms.pipeline import render
 from transforms.spec import Format, Limits, TransformSpec
 
@@ -116,3 +117,29 @@ def test_any_size_up_to_the_master(sample_bytes, side: int) -> None:
     made = derive(master, square(side))
     image = pyvips.Image.new_from_buffer(made.body, "")
     assert (image.width, image.height) == (made.width, made.height) == (side, side)
+
+
+def test_the_master_follows_exif_orientation_and_converts_cmyk(sample_bytes) -> None:
+    """The master's own decode path (JPEG at a DCT scale, then `thumbnail_image`) still turns
+    the image upright and converts CMYK, as `render` does."""
+    upright = pyvips.Image.new_from_buffer(sample_bytes("coffee.jpg"), "")
+    stored = upright.rot270().copy()  # pixels stored sideways, EXIF orientation 6 undoes it
+    stored.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    reference = render(sample_bytes("coffee.jpg"), square(128, "png"), LIMITS).body
+    rendered, master = render_keeping_master(
+        stored.write_to_buffer(".jpg", Q=90), square(128), LIMITS
+    )
+    assert master is not None and mean_abs_diff(rendered.body, reference) < 8
+    sideways = render(stored.write_to_buffer(".jpg", Q=90, keep="none"), square(128), LIMITS)
+    assert mean_abs_diff(sideways.body, reference) > 30  # what ignoring the tag would give
+    cmyk = upright.colourspace("cmyk").write_to_buffer(".jpg", Q=90)
+    rendered, master = render_keeping_master(cmyk, square(128), LIMITS)
+    direct = render(cmyk, square(128), LIMITS).body
+    assert master is not None and pyvips.Image.new_from_buffer(master.body, "").bands == 3
+    assert mean_abs_diff(rendered.body, direct) < 3
+
+
+def test_a_truncated_original_is_refused_on_the_master_path(sample_bytes) -> None:
+    data = sample_bytes("astronaut.jpg")
+    with pytest.raises(CorruptImage):
+        render_keeping_master(data[: len(data) // 2], square(64), LIMITS)
