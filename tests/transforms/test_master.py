@@ -10,6 +10,7 @@ import pytest
 import pyvips
 
 from benchmarks.peermix import jpeg_frame
+from transforms.errors import CorruptImage
 from transforms.master import (
     MASTER_SIDE,
     Master,
@@ -18,7 +19,6 @@ from transforms.master import (
     may_use_master,
     render_keeping_master,
 )
-from transforms.errors import CorruptImage
 from transforms.pipeline import render
 from transforms.spec import Format, Limits, TransformSpec
 
