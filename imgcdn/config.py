@@ -61,7 +61,7 @@ class TransformsConfig:
     max_frames: int = 100
     auto_formats: tuple[str, ...] = ("avif", "webp")
     jpeg_progressive: bool = False  # baseline JPEG is cheaper to encode; see README
-    avatar_from_larger: bool = True  # small avatar sizes from a cached 2x variant; see README
+    avatar_from_larger: bool = True  # small avatar sizes from a master / 2x variant; see README
 
 
 @dataclass(frozen=True)
