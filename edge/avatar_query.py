@@ -110,6 +110,11 @@ def photo_variant_key(photo_id: str, version: int, token: str, fmt: str) -> str:
     return "a1:" + digest("photo", photo_id, str(version), token, fmt)
 
 
+def photo_master_key(photo_id: str, version: int, side: int, quality: int) -> str:
+    """A photo's master (transforms/master.py), shared by the edge processes on one disk."""
+    return "a1:" + digest("master", photo_id, str(version), str(side), str(quality))
+
+
 @functools.lru_cache(maxsize=16384)
 def default_variant_key(kind: str, avatar_hash: str, initials: str, token: str, fmt: str) -> str:
     """A default image's variant. `mp` and `blank` look the same for every hash, so they share

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
+from edge.avatar_query import photo_master_key
 from edge.avatar_render import render_default
 from edge.cache import Entry, TieredCache
 from edge.headers import COALESCED, HIT_MEMORY, Outcome, hit_outcome, strong_etag
@@ -36,7 +37,15 @@ from edge.metrics import Metrics
 from edge.origin_client import Avatar, OriginClient, PhotoBytes
 from edge.originals import Originals
 from edge.singleflight import SingleFlight
-from transforms.master import Master, derive, fits, may_use_master, render_keeping_master
+from transforms.master import (
+    MASTER_QUALITY,
+    MASTER_SIDE,
+    Master,
+    derive,
+    fits,
+    may_use_master,
+    render_keeping_master,
+)
 from transforms.pipeline import Rendered
 from transforms.pool import TransformPool
 from transforms.spec import Limits, TransformSpec
@@ -55,6 +64,10 @@ class Known:
     spec: TransformSpec
     fmt: str
     key: str
+
+
+def master_key(avatar: Avatar) -> str:
+    return photo_master_key(avatar.photo_id, avatar.version, MASTER_SIDE, MASTER_QUALITY)
 
 
 def can_derive(larger: TransformSpec, smaller: TransformSpec) -> bool:
@@ -82,6 +95,27 @@ class KeptMaster:
     @property
     def body(self) -> bytes:
         return self.master.body
+
+
+MASTER_TYPE = "image/jpeg; imgcdn-master"  # never served: the entry is an intermediate
+
+
+def master_entry(kept: KeptMaster) -> Entry:
+    """A master as a disk-tier entry; its side and the photo's "auto" format ride along as
+    media-type parameters."""
+    master = kept.master
+    content_type = f"{MASTER_TYPE}; side={master.side}; auto={master.auto_format}"
+    return Entry(master.body, content_type, "", kept.last_modified, time.time())
+
+
+def kept_master(entry: Entry) -> KeptMaster | None:
+    """The master a disk-tier entry holds (None for anything else)."""
+    head, _, params = entry.content_type.partition(f"{MASTER_TYPE}; ")
+    fields = dict(p.split("=", 1) for p in params.split("; ") if "=" in p)
+    if head or not fields.get("side", "").isdigit() or "auto" not in fields:
+        return None
+    master = Master(entry.body, int(fields["side"]), fields["auto"])
+    return KeptMaster(master, entry.last_modified)
 
 
 @dataclass(frozen=True)
@@ -201,6 +235,8 @@ class AvatarVariants:
         """`spec` from the photo's master: kept, being made for another size, or made now
         (with this size) from the original. None: no master can serve `spec`."""
         kept = self.originals.get(("master", avatar.photo_id), avatar.version, KeptMaster)
+        if kept is None and not self.masters.running((avatar.photo_id, avatar.version)):
+            kept = await self._stored_master(avatar)  # made by another edge process
         if kept is None:
             flight = (avatar.photo_id, avatar.version)
             (made, kept), shared = await self.masters.run(
@@ -212,6 +248,14 @@ class AvatarVariants:
             return None
         work = self.pool.run(derive, kept.master, spec)
         return await self._render(work, {}, last_modified=kept.last_modified)
+
+    async def _stored_master(self, avatar: Avatar) -> KeptMaster | None:
+        """The photo's master from the disk tier, kept in memory from now on."""
+        entry = await self.tiers.disk.get(master_key(avatar))
+        kept = kept_master(entry) if entry is not None else None
+        if kept is not None:
+            self.originals.put(("master", avatar.photo_id), avatar.version, kept)
+        return kept
 
     async def _make_master(
         self, avatar: Avatar, spec: TransformSpec
@@ -236,6 +280,8 @@ class AvatarVariants:
             return rendered
 
         made = await self._render(rendering(), timings, last_modified=photo.last_modified)
+        if kept is not None:  # for the other edge processes on this disk (`edge.workers`)
+            await self.tiers.disk.set(master_key(avatar), master_entry(kept))
         return made, kept
 
     async def _photo_bytes(self, avatar: Avatar) -> PhotoBytes:

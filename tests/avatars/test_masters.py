@@ -4,12 +4,16 @@ other small sizes come from it, without the original (transforms/master.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
+from edge.app import create_app as create_edge
 from edge.appkeys import AVATARS, ORIGINALS
-from edge.avatar_variants import KeptMaster
+from edge.avatar_variants import KeptMaster, kept_master, master_entry
+from edge.cache import Entry
 from edge.origin_client import PhotoBytes
 from tests.avatars.conftest import StartStack
 from tests.avatars.images import is_photo, size_of
+from transforms.master import Master
 
 
 async def test_small_sizes_come_from_the_master_not_the_original(
@@ -72,3 +76,38 @@ async def test_no_master_when_switched_off_or_for_other_formats(
     stack.edge.app[AVATARS].from_larger = False
     await stack.get(f"/avatar/{md5}?s=64")
     assert not any(key[0] == "master" for key in originals._entries or {})
+
+
+async def test_another_edge_process_uses_the_master_from_the_shared_disk(
+    start_stack: StartStack, sample_bytes, aiohttp_client, avatar_pool
+) -> None:
+    """Two edges on one cache directory, as `edge.workers` processes are: a master one of
+    them made serves the other's new sizes, without the original."""
+    pendants = sample_bytes("pendants.jpg")
+    stack = await start_stack()
+    config = dataclasses.replace(stack.edge_config, port=0)
+    other = await aiohttp_client(create_edge(config, pool=avatar_pool))
+    user = await stack.user(pendants)
+    await stack.activate(user, 0)
+    md5 = user["hash_md5"]
+    response, _ = await stack.get(f"/avatar/{md5}?s=128")
+    assert response.status == 200 and stack.origin_calls["raw"] == 1
+    for size in (64, 40):
+        response = await other.get(f"/avatar/{md5}?s={size}")
+        body = await response.read()
+        assert (
+            response.headers["X-Cache"] == "MISS"
+            and "origin;" not in response.headers["Server-Timing"]
+        )
+        assert size_of(body) == (size, size) and is_photo(body, pendants)
+    assert stack.origin_calls["raw"] == 1  # the other process fetched no original
+
+
+def test_a_master_survives_the_disk_entry_round_trip() -> None:
+    kept = KeptMaster(Master(b"\xff\xd8jpeg", 200, "png"), last_modified=1234.5)
+    entry = Entry.decode(master_entry(kept).encode())
+    assert kept_master(entry) == kept
+    variant = Entry(b"\xff\xd8", "image/jpeg", '"e"', 1.0, 2.0)
+    assert kept_master(variant) is None  # a variant is not a master
+    odd = Entry(b"x", "image/jpeg; imgcdn-master; side=big; auto=jpeg", "", 1.0, 2.0)
+    assert kept_master(odd) is None
