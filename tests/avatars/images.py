@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Literal
+
 import pyvips
+
+from transforms.spec import Format, TransformSpec
+
+# the quality bound for sizes derived from something other than the original: the mean
+# absolute error (0-255) they add on average over the direct render's, and at worst
+MEAN_EXTRA_BOUND = 1.5
+WORST_EXTRA_BOUND = 5.0
 
 
 def decode(body: bytes) -> pyvips.Image:
@@ -40,3 +50,16 @@ def difference(body: bytes, sample: bytes) -> float:
 
 def is_photo(body: bytes, sample: bytes) -> bool:
     return difference(body, sample) < 12
+
+
+def square(side: int, fmt: Format | Literal["auto"] = "jpeg", **changes: Any) -> TransformSpec:
+    """An avatar's spec: a `side` px square, cover-cropped, enlarged if need be."""
+    spec = TransformSpec(width=side, height=side, fit="cover", enlarge=True, format=fmt)
+    return dataclasses.replace(spec, **changes)
+
+
+def mean_abs_diff(a: bytes, b: bytes) -> float:
+    """Mean absolute pixel difference of two images of the same size and bands."""
+    left, right = pyvips.Image.new_from_buffer(a, ""), pyvips.Image.new_from_buffer(b, "")
+    assert (left.width, left.height, left.bands) == (right.width, right.height, right.bands)
+    return float((left.cast("float") - right.cast("float")).abs().avg())

@@ -3,32 +3,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import pytest
-import pyvips
 
 from edge.appkeys import AVATARS
 from edge.avatar_variants import can_derive
 from tests.avatars.conftest import StartStack
-from tests.avatars.images import is_photo, size_of
+from tests.avatars.images import (
+    MEAN_EXTRA_BOUND,
+    WORST_EXTRA_BOUND,
+    is_photo,
+    mean_abs_diff,
+    size_of,
+    square,
+)
 from transforms.pipeline import render
-from transforms.spec import Format, Limits, TransformSpec
-
-MEAN_EXTRA_BOUND = 1.5  # mean absolute error (0-255) added on average over the cases below
-WORST_EXTRA_BOUND = 5.0  # ... and in the worst case
-
-
-def square(side: int, fmt: Format = "jpeg", **changes: Any) -> TransformSpec:
-    spec = TransformSpec(width=side, height=side, fit="cover", enlarge=True, format=fmt)
-    return dataclasses.replace(spec, **changes)
-
-
-def mean_abs_diff(a: bytes, b: bytes) -> float:
-    left, right = pyvips.Image.new_from_buffer(a, ""), pyvips.Image.new_from_buffer(b, "")
-    assert (left.width, left.height, left.bands) == (right.width, right.height, right.bands)
-    return float((left.cast("float") - right.cast("float")).abs().avg())
+from transforms.spec import Limits, TransformSpec
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "webp"])

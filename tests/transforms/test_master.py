@@ -3,13 +3,11 @@ costs in quality, and what `render_keeping_master` makes."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Literal
-
 import pytest
 import pyvips
 
 from benchmarks.peermix import jpeg_frame
+from tests.avatars.images import MEAN_EXTRA_BOUND, WORST_EXTRA_BOUND, mean_abs_diff, square
 from transforms.errors import CorruptImage
 from transforms.master import (
     MASTER_SIDE,
@@ -20,22 +18,9 @@ from transforms.master import (
     render_keeping_master,
 )
 from transforms.pipeline import render
-from transforms.spec import Format, Limits, TransformSpec
+from transforms.spec import Limits, TransformSpec
 
-MEAN_EXTRA_BOUND = 1.5  # as for `avatar_from_larger` (tests/avatars/test_from_larger.py)
-WORST_EXTRA_BOUND = 5.0
 LIMITS = Limits()
-
-
-def square(side: int, fmt: Format | Literal["auto"] = "jpeg", **changes: Any) -> TransformSpec:
-    spec = TransformSpec(width=side, height=side, fit="cover", enlarge=True, format=fmt)
-    return dataclasses.replace(spec, **changes)
-
-
-def mean_abs_diff(a: bytes, b: bytes) -> float:
-    left, right = pyvips.Image.new_from_buffer(a, ""), pyvips.Image.new_from_buffer(b, "")
-    assert (left.width, left.height, left.bands) == (right.width, right.height, right.bands)
-    return float((left.cast("float") - right.cast("float")).abs().avg())
 
 
 def test_sizes_from_the_master_stay_within_the_bound(sample_bytes) -> None:
