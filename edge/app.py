@@ -42,6 +42,7 @@ from edge.status import (
 )
 from edge.variants import VariantService
 from imgcdn.config import EdgeConfig
+from imgcdn.serverlog import quiet_malformed_requests
 from transforms.pool import TransformPool
 from transforms.spec import Limits
 
@@ -55,6 +56,7 @@ def create_app(
     """The edge app. `pool`: an already started pool to share (tests); the app then leaves
     it running at cleanup. `reports_shared`: this process reports the disk tier's size
     (one process of several sharing the disk)."""
+    quiet_malformed_requests()
     app = web.Application()  # no middlewares: each handler is wrapped (edge/middleware.py)
     app[CONFIG] = config
     app[LIMITS] = Limits.from_config(config.transforms)

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from imgcdn.config import OriginConfig
+from imgcdn.serverlog import quiet_malformed_requests
 from origin import lookups, photos, uploads, users
 from origin.blobstore import open_blobstore
 from origin.db import Database
@@ -35,6 +36,7 @@ HTTP_ERRORS = {
 
 def create_app(config: OriginConfig) -> web.Application:
     """A ready-to-run origin app; the database, blob store and HTTP client open at startup."""
+    quiet_malformed_requests()
     app = web.Application(client_max_size=MAX_JSON_BYTES, middlewares=[error_middleware])
     app[CONFIG] = config
     key = config.upload_signing_key

@@ -6,6 +6,8 @@ refusal (over its line/field/header limits), and the process answers /healthz af
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.hardening.conftest import HostileEdge
@@ -103,6 +105,21 @@ def test_over_aiohttp_limits_is_4xx_and_no_crash(
     assert r.status in (400, 414, 431), r.head
     assert b"Traceback" not in r.body and len(r.body) < 1000
     assert_healthy(hostile_edge)
+
+
+def test_a_flood_of_malformed_requests_is_a_line_a_second_in_the_log(
+    hostile_edge: HostileEdge,
+) -> None:
+    """aiohttp logs each parser refusal with a traceback at ERROR; the edge keeps one short
+    WARNING a second with a count (imgcdn/serverlog.py)."""
+    time.sleep(1.1)  # past the second in which earlier tests' refusals were reported
+    before = len(hostile_edge.service.log_text())
+    for _ in range(40):
+        assert raw_get(hostile_edge.service.port, OVERSIZED[0][1]).status == 400
+    assert_healthy(hostile_edge)
+    logged = hostile_edge.service.log_text()[before:]
+    assert "Traceback" not in logged and "LineTooLong" in logged
+    assert 1 <= logged.count("malformed request(s) answered 400") <= 3, logged[-2000:]
 
 
 def test_a_long_path_within_the_line_limit_is_a_one_line_400(hostile_edge: HostileEdge) -> None:
