@@ -3,17 +3,18 @@
 Avatar pages ask for several sizes of the same photo (32, 64, 80, 128, 256 px). Rendering each
 from the ~1024 px original costs a full entropy decode every time (3.3-7.4 ms here). The first
 small square of a photo instead renders a `MASTER_SIDE` px centre square at `MASTER_QUALITY`
-from the original (libvips, `pipeline.render`, the hostile-input path), and that size and
-every later one is derived from the master's bytes: 0.4-0.9 ms each.
+from the original (libvips, `pipeline.render_square`, the hostile-input path), and that size
+and every later one is derived from the master's bytes: 0.5-1.5 ms each.
 
-The derivation uses Pillow, not libvips: on a 256 px JPEG the pyvips-binary build costs ~2 ms
-of fixed per-pipeline overhead (a decode to memory alone is ~1 ms), Pillow does decode (DCT
-scaled), Lanczos resize and encode in 0.3-0.9 ms (benchmarks/README.md, "Session 3"). Pillow
-only ever reads masters: JPEGs this module wrote from libvips output, never client bytes.
+The derivation uses Pillow, not libvips: on a 256 px JPEG libvips costs ~2 ms of fixed
+per-pipeline overhead (a decode to memory alone is ~1 ms); Pillow decodes (DCT-scaled),
+resizes (Lanczos) and encodes in 0.3-1.5 ms (benchmarks/README.md, "Avatars: per-photo
+masters"). Pillow only ever reads masters: JPEGs libvips wrote here, never client bytes.
 
 Quality (tests/transforms/test_master.py): against a lossless render of the original, a size
-derived from the master adds 0.1-1.9 to the mean absolute pixel error (0-255) that rendering
-directly has anyway; the bound is the one `avatar_from_larger` is held to.
+derived from the master adds 0.7 on average (4.0 at worst) to the mean absolute pixel error
+(0-255) that rendering directly has anyway (4.9), much of it the exactly-centred crop; the
+bound is the one `avatar_from_larger` is held to.
 """
 
 from __future__ import annotations
