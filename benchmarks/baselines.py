@@ -9,7 +9,9 @@
   same sources and sizes with the edge's own save options (`transforms.formats.save_options`),
   from memory: no HTTP, no probe, no disk, no pool.
 
-`python -m benchmarks.baselines hit-server PORT BODY_FILE [--uvloop]` runs one hit process.
+`python -m benchmarks.baselines hit-server PORT BODY_FILE [--uvloop] [--edge-headers]` runs one
+hit process; `--edge-headers` adds the nine headers an edge memory hit sends (the same names,
+values of the same length), to tell the edge's own work from the cost of its headers.
 """
 
 from __future__ import annotations
@@ -36,13 +38,27 @@ def have_uvloop() -> bool:
     return True
 
 
+# What an edge memory hit sends besides aiohttp's own Content-Length, Date and Server.
+EDGE_HIT_HEADERS = {
+    "Content-Type": "image/jpeg",
+    "ETag": '"864f51066b20020b05990e8efc24472f"',
+    "Last-Modified": "Tue, 24 Nov 2026 04:26:51 GMT",
+    "Cache-Control": "public, max-age=86400, stale-while-revalidate=86400, stale-if-error=86400",
+    "X-Cache": "HIT-MEMORY",
+    "Cache-Status": "imgcdn; hit; ttl=86399; detail=memory",
+    "X-Content-Type-Options": "nosniff",
+    "Vary": "Accept",
+    "Age": "0",
+}
+
+
 def hit_server_command(port: int, body_file: Path, use_uvloop: bool) -> list[str]:
     """argv of one bare hit-baseline process (start N of them on the same port)."""
     args = [sys.executable, "-m", "benchmarks.baselines", "hit-server", str(port), str(body_file)]
     return [*args, "--uvloop"] if use_uvloop else args
 
 
-def serve_hit(port: int, body_file: Path, use_uvloop: bool) -> None:
+def serve_hit(port: int, body_file: Path, use_uvloop: bool, edge_headers: bool = False) -> None:
     from aiohttp import web
 
     body = body_file.read_bytes()
@@ -50,8 +66,11 @@ def serve_hit(port: int, body_file: Path, use_uvloop: bool) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="image/jpeg")
 
+    async def with_edge_headers(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers=EDGE_HIT_HEADERS)
+
     app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
+    app.router.add_get("/{tail:.*}", with_edge_headers if edge_headers else handler)
     loop = None
     if use_uvloop:
         import uvloop
@@ -201,9 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     hit.add_argument("port", type=int)
     hit.add_argument("body_file", type=Path)
     hit.add_argument("--uvloop", action="store_true")
+    hit.add_argument("--edge-headers", action="store_true", help="send an edge hit's headers")
     args = parser.parse_args(argv)
     if args.command == "hit-server":
-        serve_hit(args.port, args.body_file, args.uvloop)
+        serve_hit(args.port, args.body_file, args.uvloop, args.edge_headers)
     return 0
 
 

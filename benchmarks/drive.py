@@ -220,10 +220,14 @@ class Driver:
 class HitBaseline:
     """`processes` bare aiohttp servers on one port (SO_REUSEPORT) serving `body_file`."""
 
-    def __init__(self, body_file: Path, processes: int, use_uvloop: bool) -> None:
+    def __init__(
+        self, body_file: Path, processes: int, use_uvloop: bool, edge_headers: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = hit_server_command(self.port, body_file, use_uvloop)
+        if edge_headers:
+            self.command.append("--edge-headers")
         self.processes = processes
         self.procs: list[subprocess.Popen[bytes]] = []
 

@@ -6,7 +6,9 @@ import itertools
 import subprocess
 import sys
 
-from benchmarks.baselines import run_pyvips
+import aiohttp
+
+from benchmarks.baselines import EDGE_HIT_HEADERS, run_pyvips
 from benchmarks.drive import HitBaseline
 from benchmarks.loadgen import run_load
 from benchmarks.procstats import Sampler
@@ -29,6 +31,19 @@ async def test_hit_baseline_serves_the_body_from_every_process(tmp_path) -> None
     assert sampler.stats.peak_total_rss["baseline"] > 10 * 2**20  # a Python process with aiohttp
     assert all(p.poll() is not None for p in server.procs) or not server.procs
     assert len(pids) == 2
+
+
+async def test_the_hit_baseline_can_send_an_edge_hits_headers(tmp_path) -> None:
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"\x02" * 100)
+    async with (
+        HitBaseline(body, processes=1, use_uvloop=False, edge_headers=True) as server,
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/x") as response,
+    ):
+        assert await response.read() == b"\x02" * 100
+        sent = {name: response.headers.get(name) for name in EDGE_HIT_HEADERS}
+    assert sent == EDGE_HIT_HEADERS
 
 
 def test_pyvips_baseline_renders_the_jobs() -> None:
