@@ -247,6 +247,11 @@ class DiskTier:
         if cache is None or reader is None:
             return None
         try:
+            # Under LRU, diskcache's get() takes the write lock (BEGIN IMMEDIATE, to record the
+            # access) even for a key it does not hold, so a miss on the loop could wait for the
+            # writer thread; a plain SELECT answers misses first, without the lock.
+            if key not in reader:
+                return None
             try:
                 value = reader.get(key)  # on the loop: see the class docstring
             except diskcache.Timeout:  # the write lock is busy: wait for it in a thread

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,28 @@ async def test_disk_tier_survives_restart_and_evicts_by_tag(tmp_path: Path) -> N
     assert await second.evict("p") == 2
     assert await second.get("a") is None and await second.get("c") is not None
     await second.close()
+
+
+async def test_a_disk_miss_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    """Another process writing (its transaction holds SQLite's write lock) must not hold up a
+    lookup of a key the tier does not have; a hit still waits for its access-time update."""
+    tier = DiskTier(str(tmp_path / "d"), 1 << 20, Errors())
+    await tier.open()
+    await tier.set("held", entry(100))
+    writer = sqlite3.connect(tmp_path / "d" / "cache.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # as another edge process's write does
+    try:
+        started = time.perf_counter()
+        assert await asyncio.wait_for(tier.get("absent"), timeout=5) is None
+        assert time.perf_counter() - started < 0.05
+        lookup = asyncio.ensure_future(tier.get("held"))
+        await asyncio.sleep(0.1)
+        assert not lookup.done()  # the hit waits for the lock, in the tier's thread
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+    assert await asyncio.wait_for(lookup, timeout=30) is not None
+    await tier.close()
 
 
 async def test_corrupt_disk_entry_is_a_counted_miss(tmp_path: Path) -> None:
