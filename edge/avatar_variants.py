@@ -8,8 +8,9 @@ run one transform; concurrent misses for different sizes of one photo share one 
 Smaller from larger (`transforms.avatar_from_larger`): pages ask for many sizes of the same
 few photos. First choice, a per-photo master (transforms/master.py): the first JPEG square of
 256 px or less of a photo also makes a 256 px near-lossless master, kept with the originals
-(`edge.cache.originals_bytes`) in place of the original, and every such size after it is
-derived from the master in ~1 ms instead of rendered from the original in 3-7 ms; sizes asked
+(`edge.cache.originals_bytes`; the original is demoted to spare room), and every such size
+after it is derived from the master in ~1 ms instead of rendered from the original in 3-7 ms;
+sizes asked
 while the master is being made wait for it. Second choice (other formats, no master kept):
 a miss whose photo already has a cached variant at least `DERIVE_FACTOR` times
 larger on both sides (same box shape, format and options, centre crop) is rendered from that
@@ -274,9 +275,9 @@ class AvatarVariants:
             if master is not None:
                 kept = KeptMaster(master, photo.last_modified or time.time())
                 self.originals.put(("master", avatar.photo_id), avatar.version, kept)
-                # a fifth of the bytes, and it serves the sizes pages ask for: the original
-                # would only push other photos' masters out of the same budget
-                self.originals.discard(("photo", avatar.photo_id))
+                # the master serves the sizes pages ask for in a fifth of the bytes: the
+                # original stays only while it pushes no other photo's master out
+                self.originals.demote(("photo", avatar.photo_id))
             return rendered
 
         made = await self._render(rendering(), timings, last_modified=photo.last_modified)

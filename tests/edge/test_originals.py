@@ -33,6 +33,23 @@ def test_kept_only_under_the_version_and_kind_that_made_it() -> None:
     assert kept.get("a", "v1", Fetched) is None
 
 
+def test_demoted_entries_stay_while_there_is_room_and_go_first() -> None:
+    kept = Originals(1000)
+    kept.put("photo", "v", fetched(120))
+    kept.put("master", "v", fetched(30))
+    kept.demote("photo")
+    assert kept.get("photo", "v", Fetched) is not None  # room to spare: still served
+    assert kept.size_bytes() == 150
+    for i in range(8):  # 8 x 120 + the master: the demoted photo must make room
+        kept.put(f"other{i}", "v", fetched(120))
+    assert kept.get("photo", "v", Fetched) is None
+    assert kept.get("master", "v", Fetched) is not None  # older, but not demoted
+    assert all(kept.get(f"other{i}", "v", Fetched) is not None for i in range(8))
+    assert kept.size_bytes() == 990
+    kept.put("photo", "v", fetched(120))  # fetched again: an ordinary entry once more
+    assert kept.get("photo", "v", Fetched) is not None and kept.size_bytes() <= 1000
+
+
 def test_bounded_by_body_bytes_and_large_originals_skipped() -> None:
     kept = Originals(1000)
     kept.put("big", "v", fetched(126))  # over an eighth of the budget
