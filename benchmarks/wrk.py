@@ -109,13 +109,12 @@ async def finish_once(proc: asyncio.subprocess.Process, threads: int) -> tuple[b
     assert proc.stdout is not None and proc.stderr is not None
     errors = asyncio.ensure_future(proc.stderr.read())
     lines: list[bytes] = []
-    done = 0
     while line := await proc.stdout.readline():
         lines.append(line)
-        done += line.strip() == DONE_MARK
-        if done == threads and proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            done += 1  # once
+        if line.strip() == DONE_MARK:
+            threads -= 1
+            if threads == 0 and proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
     await proc.wait()
     return b"".join(lines), await errors
 

@@ -10,9 +10,8 @@ few photos. First choice, a per-photo master (transforms/master.py): the first J
 256 px or less of a photo also makes a 256 px near-lossless master, kept with the originals
 (`edge.cache.originals_bytes`; the original is demoted to spare room), and every such size
 after it is derived from the master in ~1 ms instead of rendered from the original in 3-7 ms;
-sizes asked
-while the master is being made wait for it. Second choice (other formats, no master kept):
-a miss whose photo already has a cached variant at least `DERIVE_FACTOR` times
+sizes asked while the master is being made wait for it. Second choice (other formats, no
+master kept): a miss whose photo already has a cached variant at least `DERIVE_FACTOR` times
 larger on both sides (same box shape, format and options, centre crop) is rendered from that
 variant's bytes instead of the original: no origin fetch, and a small JPEG decodes in a
 fraction of the time of a ~1024 px original. Quality (tests/avatars/test_from_larger.py):
@@ -235,11 +234,11 @@ class AvatarVariants:
     async def _from_master(self, avatar: Avatar, spec: TransformSpec) -> Made | None:
         """`spec` from the photo's master: kept, being made for another size, or made now
         (with this size) from the original. None: no master can serve `spec`."""
+        flight = (avatar.photo_id, avatar.version)
         kept = self.originals.get(("master", avatar.photo_id), avatar.version, KeptMaster)
-        if kept is None and not self.masters.running((avatar.photo_id, avatar.version)):
+        if kept is None and not self.masters.running(flight):
             kept = await self._stored_master(avatar)  # made by another edge process
         if kept is None:
-            flight = (avatar.photo_id, avatar.version)
             (made, kept), shared = await self.masters.run(
                 flight, lambda: self._make_master(avatar, spec)
             )

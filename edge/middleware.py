@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from edge.appkeys import METRICS
 from edge.metrics import Metrics
+from imgcdn.serverlog import LogThrottle
 from transforms.errors import ImgcdnError, NotFound, Overloaded
 
 log = logging.getLogger(__name__)
@@ -23,22 +24,14 @@ log = logging.getLogger(__name__)
 OTHER = "other"  # the route label of requests no named route matched
 
 
-class Refusals:
+class Refusals(LogThrottle):
     """503s for a full transform queue, logged as one line a second at most: under overload a
     line per refusal was 4 % of the loop's time (~3,000 lines/s) and let anyone flood the log."""
 
-    def __init__(self, every_s: float = 1.0) -> None:
-        self.every_s = every_s
-        self.count = 0
-        self.logged_at = -every_s
-
     def note(self, reason: str) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if now - self.logged_at >= self.every_s:
-            log.warning("503 to %d request(s) since the last report: %s", self.count, reason)
-            self.count = 0
-            self.logged_at = now
+        count = self.tick()
+        if count:
+            log.warning("503 to %d request(s) since the last report: %s", count, reason)
 
 
 REFUSALS = Refusals()

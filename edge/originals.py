@@ -42,45 +42,35 @@ class Originals:
     """
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: LRUCache[Hashable, tuple[Hashable, HasBody]] | None = None
-        self._spare: LRUCache[Hashable, tuple[Hashable, HasBody]] | None = None
-        if max_bytes > 0:
-            self._entries = LRUCache(maxsize=max_bytes, getsizeof=body_size)
-            self._spare = LRUCache(maxsize=max_bytes, getsizeof=body_size)
+        self.max_bytes = max_bytes  # 0: nothing is kept
+        size = max(max_bytes, 1)
+        self._entries: LRUCache[Hashable, tuple[Hashable, HasBody]] = LRUCache(size, body_size)
+        self._spare: LRUCache[Hashable, tuple[Hashable, HasBody]] = LRUCache(size, body_size)
 
     def get(self, key: Hashable, version: Hashable, kind: type[V]) -> V | None:
         """The original of type `kind` kept for `key`, if it was kept under `version`."""
-        if self._entries is None or self._spare is None:
-            return None
         kept = self._entries.get(key) or self._spare.get(key)
         if kept is None or kept[0] != version or not isinstance(kept[1], kind):
             return None
         return kept[1]
 
     def put(self, key: Hashable, version: Hashable, value: HasBody) -> None:
-        if self._entries is None or self._spare is None or len(value.body) > self.max_bytes // 8:
+        if self.max_bytes <= 0 or len(value.body) > self.max_bytes // 8:
             return
-        self._spare.pop(key, None)
-        self._entries.pop(key, None)
+        self.discard(key)
         while self._spare and self.size_bytes() + len(value.body) > self.max_bytes:
             self._spare.popitem()  # spare entries make room first
         self._entries[key] = (version, value)  # then the least recently used others
 
     def demote(self, key: Hashable) -> None:
         """Keep `key` only while there is room to spare (see the class docstring)."""
-        if self._entries is None or self._spare is None:
-            return
         kept = self._entries.pop(key, None)
         if kept is not None:
             self._spare[key] = kept
 
     def discard(self, key: Hashable) -> None:
-        if self._entries is not None and self._spare is not None:
-            self._entries.pop(key, None)
-            self._spare.pop(key, None)
+        self._entries.pop(key, None)
+        self._spare.pop(key, None)
 
     def size_bytes(self) -> int:
-        if self._entries is None or self._spare is None:
-            return 0
         return int(self._entries.currsize + self._spare.currsize)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from transforms.formats import CONTENT_TYPES, source_output_format
-from transforms.pipeline import Rendered, probe, render, render_square
+from transforms.pipeline import Rendered, probe, render_probed, render_square
 from transforms.spec import Limits, TransformSpec
 
 MASTER_SIDE = 256  # covers Gravatar's common sizes (80 by default, 256 for 2x of 128)
@@ -73,10 +73,9 @@ def render_keeping_master(
     side = min(MASTER_SIDE, info.width, info.height)
     planned = Master(b"", side, source_output_format(info.format, info.has_alpha))
     if not fits(planned, spec):
-        return render(data, spec, limits), None
-    master = Master(
-        render_square(data, side, MASTER_QUALITY, limits).body, side, planned.auto_format
-    )
+        return render_probed(data, info, spec, limits), None
+    square = render_square(data, info, side, MASTER_QUALITY, limits)
+    master = Master(square.body, side, planned.auto_format)
     return derive(master, spec), master
 
 

@@ -116,7 +116,11 @@ def open_header(data: bytes, limits: Limits) -> tuple[ImageInfo, pyvips.Image]:
 
 def render(data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
     """Transform `data` per `spec`; spec.format "auto" keeps the source's format."""
-    info, _ = open_header(data, limits)
+    return render_probed(data, probe(data, limits), spec, limits)
+
+
+def render_probed(data: bytes, info: ImageInfo, spec: TransformSpec, limits: Limits) -> Rendered:
+    """`render` for a source whose header `probe` has already read and checked into `info`."""
     fmt = (
         spec.format if spec.format != "auto" else source_output_format(info.format, info.has_alpha)
     )
@@ -134,16 +138,18 @@ def render(data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
     return Rendered(bytes(body), CONTENT_TYPES[fmt], p.width, p.height, fmt)
 
 
-def render_square(data: bytes, side: int, quality: int, limits: Limits) -> Rendered:
+def render_square(
+    data: bytes, info: ImageInfo, side: int, quality: int, limits: Limits
+) -> Rendered:
     """An intermediate for transforms/master.py: the centre square of `side` px (at most the
     short side), upright sRGB JPEG at `quality` (alpha onto white), Huffman tables not
     optimised. A JPEG is decoded at the largest DCT scale that keeps `side` and the rest is
     one `thumbnail_image`: `thumbnail_buffer` decodes at twice that and reduces (1024 -> 256
-    px: 5.3 vs 2.8 ms here), and optimising the tables costs another 0.7 ms."""
+    px: 5.3 vs 2.8 ms here), and optimising the tables costs another 0.7 ms. `info`: what
+    `probe` read from `data`."""
     spec = TransformSpec(width=side, height=side, fit="cover", format="jpeg", quality=quality)
-    info, _ = open_header(data, limits)
     if info.format != "jpeg":
-        return render(data, spec, limits)
+        return render_probed(data, info, spec, limits)
     shrink = 1
     while shrink < JPEG_MAX_SHRINK and min(info.width, info.height) // (2 * shrink) >= side:
         shrink *= 2

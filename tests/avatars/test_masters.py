@@ -27,7 +27,7 @@ async def test_small_sizes_come_from_the_master_not_the_original(
     response, body = await stack.get(f"/avatar/{md5}?s=64")
     assert response.status == 200 and stack.origin_calls["raw"] == 1
     originals = stack.edge.app[ORIGINALS]
-    version = originals._entries[("master", photo_id)][0]  # type: ignore[index]
+    version = originals._entries[("master", photo_id)][0]
     assert originals.get(("master", photo_id), version, KeptMaster) is not None
     # the original is only demoted (kept while there is room): drop it to see who serves
     assert originals.get(("photo", photo_id), version, PhotoBytes) is not None
@@ -72,10 +72,10 @@ async def test_no_master_when_switched_off_or_for_other_formats(
     md5 = user["hash_md5"]
     await stack.get(f"/avatar/{md5}?s=64&fm=webp")  # WebP: libvips from the original
     originals = stack.edge.app[ORIGINALS]
-    assert not any(key[0] == "master" for key in originals._entries or {})
+    assert not any(key[0] == "master" for key in originals._entries)
     stack.edge.app[AVATARS].from_larger = False
     await stack.get(f"/avatar/{md5}?s=64")
-    assert not any(key[0] == "master" for key in originals._entries or {})
+    assert not any(key[0] == "master" for key in originals._entries)
 
 
 async def test_another_edge_process_uses_the_master_from_the_shared_disk(
