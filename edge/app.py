@@ -94,7 +94,11 @@ def pool_ctx(
             return
         t = app[CONFIG].transforms
         pool = TransformPool(
-            t.processes, t.max_queue, t.timeout_s, on_restart=app[METRICS].pool_restarts.inc
+            t.processes,
+            t.max_queue,
+            t.timeout_s,
+            on_restart=app[METRICS].pool_restarts.inc,
+            hold_bytes=t.held_source_bytes,
         )
         await pool.start()
         app[POOL] = pool

@@ -62,6 +62,7 @@ class TransformsConfig:
     auto_formats: tuple[str, ...] = ("avif", "webp")
     jpeg_progressive: bool = False  # baseline JPEG is cheaper to encode; see README
     avatar_from_larger: bool = True  # small avatar sizes from a master / 2x variant; see README
+    held_source_bytes: int = 8_388_608  # per transform process: sources kept for their next task
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,10 @@ def validate(config: Config) -> Config:
         (edge.transforms.max_frames >= 1, "edge.transforms.max_frames: must be at least 1"),
         (edge.transforms.max_src_bytes > 0, "edge.transforms.max_src_bytes: must be positive"),
         (edge.transforms.max_src_pixels > 0, "edge.transforms.max_src_pixels: must be positive"),
+        (
+            edge.transforms.held_source_bytes >= 0,
+            "edge.transforms.held_source_bytes: must be 0 or more",
+        ),
         (
             all(f in ("avif", "webp", "jpeg", "png") for f in edge.transforms.auto_formats),
             "edge.transforms.auto_formats: each must be avif, webp, jpeg or png",

@@ -14,6 +14,10 @@ thread wake-ups; see benchmarks/README.md).
   (`WorkerCrashed`): waiting tasks were never given to it. A replacement starts at once, so
   one dead worker never breaks the pool (as it breaks a `ProcessPoolExecutor` for good).
 - Workers live as long as the pool (no `max_tasks_per_child`, which deadlocks on 3.11).
+- Held sources: a worker keeps the last `hold_bytes` of large byte-string arguments it was
+  sent (transforms/worker.py), and an idle worker that holds a task's source is preferred, so
+  the next variant of the same original crosses the socket as a token instead of ~200 KB
+  (sending it was a quarter of the edge's own CPU per miss; see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -37,6 +42,7 @@ from transforms import worker
 from transforms.errors import Overloaded, Timeout, WorkerCrashed
 from transforms.pipeline import ImageInfo, Rendered, probe, render
 from transforms.spec import Limits, TransformSpec
+from transforms.worker import Held
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -44,15 +50,21 @@ START_TIMEOUT_S = 60.0
 FRAME = struct.Struct("!i")  # `multiprocessing.Connection`'s frame header: a signed length
 MAX_RESPAWN_DELAY_S = 5.0
 READ_SIZE = 256 * 1024
+HOLD_MIN_BYTES = 32 * 1024  # smaller arguments travel with every task: not worth tracking
+HOLD_BYTES = 8 * 1024 * 1024  # per worker: the originals of the last few dozen misses
 
 
 class Job:
-    """One task: its pickled call, the caller's future, and the worker running it (if any)."""
+    """One task: its call, the caller's future, and the worker running it (if any). The call
+    is pickled when a worker is chosen: what it must carry depends on what that worker holds."""
 
-    __slots__ = ("deadline", "future", "message", "released", "timer", "worker")
+    __slots__ = ("args", "fn", "future", "released", "timer", "worker")
 
-    def __init__(self, message: bytes, future: asyncio.Future[Any]) -> None:
-        self.message = message
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
+    ) -> None:
+        self.fn = fn
+        self.args = args
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
         self.worker: Worker | None = None
@@ -78,6 +90,40 @@ class Worker:
         self._buffer = bytearray()
         self._need = -1  # body length of the frame being read; -1: reading a header
         self._out: collections.deque[memoryview] = collections.deque()  # unsent bytes
+        # What the worker holds (transforms/worker.py), oldest first: id(bytes) -> (token,
+        # bytes). The bytes are referenced so that no other object can take their id.
+        self.held: collections.OrderedDict[int, tuple[int, bytes]] = collections.OrderedDict()
+        self.held_bytes = 0
+
+    def holds(self, args: tuple[Any, ...]) -> bool:
+        return any(id(arg) in self.held for arg in args if type(arg) is bytes)
+
+    def encode(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
+        """The task frame for this worker: large bytes it holds as `Held` tokens, the rest
+        carried (and from then on held), minus what the budget makes it forget."""
+        budget = self.pool.hold_bytes
+        carry: list[tuple[int, bytes]] = []
+        forget: list[int] = []
+        sent: list[Any] = []
+        for arg in args:
+            if type(arg) is not bytes or not HOLD_MIN_BYTES <= len(arg) <= budget:
+                sent.append(arg)
+                continue
+            held = self.held.get(id(arg))
+            if held is not None:
+                self.held.move_to_end(id(arg))
+                sent.append(Held(held[0]))
+                continue
+            while self.held and self.held_bytes + len(arg) > budget:
+                _, (token, old) = self.held.popitem(last=False)
+                self.held_bytes -= len(old)
+                forget.append(token)
+            token = next(self.pool.tokens)
+            self.held[id(arg)] = (token, arg)
+            self.held_bytes += len(arg)
+            carry.append((token, arg))
+            sent.append(Held(token))
+        return pickle.dumps((fn, tuple(sent), carry, forget), protocol=pickle.HIGHEST_PROTOCOL)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.detach()
@@ -177,8 +223,11 @@ class TransformPool:
         max_queue: int,
         timeout_s: float,
         on_restart: Callable[[], None] | None = None,
+        hold_bytes: int = HOLD_BYTES,
     ) -> None:
         self.processes = processes if processes > 0 else (os.cpu_count() or 1)
+        self.hold_bytes = hold_bytes  # per worker; 0: every task carries its source
+        self.tokens = itertools.count(1)
         self.max_queue = max_queue
         self.timeout_s = timeout_s
         self.on_restart = on_restart
@@ -268,7 +317,7 @@ class TransformPool:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._bind()
-        job = Job(pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL), loop.create_future())
+        job = Job(fn, args, loop.create_future())
         job.timer = loop.call_later(self.timeout_s, self._expire, job)
         self._in_flight += 1
         self._waiting.append(job)
@@ -308,11 +357,20 @@ class TransformPool:
     def _dispatch(self) -> None:
         while self._waiting and self._idle:
             job = self._waiting.popleft()
-            w = self._idle.pop()
+            w = self._pick(job)
             w.job, job.worker = job, w
-            w.send(job.message)
+            w.send(w.encode(job.fn, job.args))
             if not w.undelivered:
-                job.message = b""  # sent; do not hold the source bytes while it renders
+                job.args = ()  # sent; the job need not keep the source while it renders
+
+    def _pick(self, job: Job) -> Worker:
+        """An idle worker, one that holds the job's source if there is one."""
+        idle = self._idle
+        if len(idle) > 1:
+            for i, w in enumerate(idle):
+                if w.holds(job.args):
+                    return idle.pop(i)
+        return idle.pop()
 
     def _release(self, job: Job) -> None:
         if job.released:

@@ -1,8 +1,14 @@
 """The worker-process side of `TransformPool`: libvips policy at start, then one task at a time.
 
 A worker talks to the pool over one socket (a `multiprocessing` `Connection`): it sends an
-empty frame once libvips is set up, then for every frame `(fn, args)` it receives, it answers
-one frame `(True, result)` or `(False, exception)`. It exits when the pool closes the socket.
+empty frame once libvips is set up, then for every frame `(fn, args, carry, forget)` it
+receives, it answers one frame `(True, result)` or `(False, exception)`. It exits when the pool
+closes the socket.
+
+Large byte-string arguments (sources) are held: a task carries `(token, bytes)` the first time
+the pool sends those bytes to this worker and `Held(token)` in `args` after that, so the
+variants of one source do not copy it through the socket again. The pool decides what is kept
+and when it is forgotten (`forget`), so both sides agree on what the worker holds.
 """
 
 from __future__ import annotations
@@ -10,11 +16,20 @@ from __future__ import annotations
 import pickle
 import signal
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 from transforms.pipeline import configure_vips
 
 READY = b""
+
+
+class Held(NamedTuple):
+    """In a task's `args`: the bytes this worker was given earlier under `token`."""
+
+    token: int
+
+
+_held: dict[int, bytes] = {}  # token -> bytes, as the pool has told this worker
 
 
 def serve(conn: Connection) -> None:
@@ -34,8 +49,8 @@ def serve(conn: Connection) -> None:
 def answer(message: bytes) -> bytes:
     """Run the task `message` holds; the reply frame, whatever happened."""
     try:
-        fn, args = pickle.loads(message)
-        reply: tuple[bool, Any] = (True, fn(*args))
+        fn, args, carry, forget = pickle.loads(message)
+        reply: tuple[bool, Any] = (True, fn(*resolve(args, carry, forget)))
     except Exception as err:
         reply = (False, err)
     try:
@@ -43,6 +58,19 @@ def answer(message: bytes) -> bytes:
     except Exception as err:  # an unpicklable result or exception: say so, as text
         failure = RuntimeError(f"the worker could not send back {type(reply[1]).__name__}: {err}")
         return pickle.dumps((False, failure), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def resolve(
+    args: tuple[Any, ...], carry: list[tuple[int, bytes]], forget: list[int]
+) -> tuple[Any, ...]:
+    """`args` with every `Held` replaced by its bytes, after this task's `forget` and `carry`."""
+    for token in forget:
+        _held.pop(token, None)
+    _held.update(carry)
+    try:
+        return tuple(_held[arg.token] if isinstance(arg, Held) else arg for arg in args)
+    except KeyError as err:  # the pool and this worker disagree: a bug, never a guess
+        raise RuntimeError(f"the transform worker does not hold source {err}") from None
 
 
 def rss_bytes() -> int:

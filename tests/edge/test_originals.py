@@ -15,6 +15,7 @@ from imgcdn.config import SecurityConfig
 from tests.edge.conftest import EdgeFactory
 from tests.edge.sourceserver import FakeSource
 from tests.edge.test_freshness import http_config
+from tests.transforms.test_held import Frames
 
 TOKEN = "purge-me"
 
@@ -81,6 +82,24 @@ async def test_three_widths_of_one_source_fetch_it_once(
         assert r.status == 200 and r.headers["X-Cache"] == "MISS"
         assert width_of(await r.read()) == (width, width)
     assert source.hits["a.jpg"] == fetches
+
+
+async def test_a_kept_original_crosses_to_a_worker_once(
+    make_edge: EdgeFactory, aiohttp_server, tmp_path, sample_bytes, monkeypatch
+) -> None:
+    """The kept bytes are one object, so the worker that rendered the first width holds
+    them: the next widths send a token (transforms/pool.py, held sources)."""
+    frames = Frames(monkeypatch)
+    source = FakeSource()
+    data = source.files["a.jpg"] = sample_bytes("astronaut.jpg")
+    server = await aiohttp_server(source.app())
+    client = await make_edge(http_config(tmp_path, server))
+    for width in (50, 60, 70, 80):
+        r = await client.get(f"/img/a.jpg?w={width}")
+        assert r.status == 200 and width_of(await r.read()) == (width, width)
+    carried = [size for size in frames.last(4) if size > len(data)]
+    assert len(carried) <= 2  # once per worker at most (the pool has two)
+    assert len(frames.last(4)) == 4
 
 
 async def test_a_changed_source_is_fetched_again_once_its_record_expires(

@@ -46,3 +46,12 @@ def vips_policy(svg: bytes) -> dict[str, object]:
         "cache_max": pyvips.cache_get_max(),
         "svg_loads": svg_loads,
     }
+
+
+def digest_held(data: bytes) -> tuple[int, str, int]:
+    """(pid, sha256 of `data` as this worker received it, bytes the worker holds)."""
+    import hashlib
+
+    from transforms import worker
+
+    return os.getpid(), hashlib.sha256(data).hexdigest(), sum(map(len, worker._held.values()))

@@ -1,0 +1,171 @@
+"""Held sources: a worker keeps the large byte strings it was sent, so the next task on the
+same bytes carries a token instead of them (transforms/pool.py, transforms/worker.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.transforms import tasks
+from tests.transforms.test_pool import wait_gone
+from transforms import worker
+from transforms.pool import HOLD_MIN_BYTES, TransformPool, Worker
+from transforms.spec import Limits, TransformSpec
+
+Read = Callable[[str], bytes]
+SOURCES = ("astronaut.jpg", "coffee.jpg", "rocket.jpg")  # 100-180 KB each
+
+
+class Frames:
+    """The size of every task frame the pool writes to a worker socket, per worker pid."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[tuple[int, int]] = []
+        send = Worker.send
+
+        def recording(w: Worker, message: bytes) -> None:
+            self.sent.append((w.pid, len(message)))
+            send(w, message)
+
+        monkeypatch.setattr(Worker, "send", recording)
+
+    def last(self, n: int) -> list[int]:
+        return [size for _, size in self.sent[-n:]]
+
+
+async def started(processes: int, **kwargs: int) -> TransformPool:
+    pool = TransformPool(processes=processes, max_queue=64, timeout_s=20, **kwargs)
+    await pool.start()
+    return pool
+
+
+@pytest.fixture
+async def one() -> AsyncIterator[TransformPool]:
+    pool = await started(1)
+    yield pool
+    await pool.close()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_the_second_task_on_a_source_carries_a_token(
+    one: TransformPool, sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = Frames(monkeypatch)
+    data = sample_bytes("astronaut.jpg")
+    first = await one.render(data, TransformSpec(width=120), Limits())
+    second = await one.render(data, TransformSpec(width=120), Limits())
+    big, small = frames.last(2)
+    assert big > len(data) and small < 1024
+    assert second.body == first.body  # the held bytes are the source, not something else
+    _, seen, held = await one.run(tasks.digest_held, data)
+    assert seen == sha(data) and held == len(data)
+
+
+async def test_equal_bytes_of_another_object_are_carried(
+    one: TransformPool, sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identity, not content: a lookup by content would hash ~200 KB per task."""
+    frames = Frames(monkeypatch)
+    data = sample_bytes("coffee.jpg")
+    await one.run(tasks.digest_held, data)
+    _, seen, _ = await one.run(tasks.digest_held, bytes(bytearray(data)))
+    assert seen == sha(data)
+    assert all(size > len(data) for size in frames.last(2))
+
+
+async def test_small_arguments_always_travel(
+    one: TransformPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = Frames(monkeypatch)
+    small = os.urandom(HOLD_MIN_BYTES - 1)
+    for _ in range(2):
+        _, seen, held = await one.run(tasks.digest_held, small)
+        assert seen == sha(small) and held == 0
+    assert all(size > len(small) for size in frames.last(2))
+
+
+async def test_the_budget_makes_the_worker_forget_the_oldest(
+    sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [sample_bytes(name) for name in SOURCES]
+    budget = len(sources[0]) + len(sources[1])  # the third pushes the first out
+    pool = await started(1, hold_bytes=budget)
+    frames = Frames(monkeypatch)
+    try:
+        for data in sources:
+            _, seen, held = await pool.run(tasks.digest_held, data)
+            assert seen == sha(data) and held <= budget
+        _, seen, held = await pool.run(tasks.digest_held, sources[2])  # still held
+        assert seen == sha(sources[2]) and frames.last(1)[0] < 1024
+        _, seen, held = await pool.run(tasks.digest_held, sources[0])  # forgotten: carried
+        assert seen == sha(sources[0]) and frames.last(1)[0] > len(sources[0])
+        assert held <= budget
+    finally:
+        await pool.close()
+
+
+async def test_no_budget_carries_every_time(
+    sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = await started(1, hold_bytes=0)
+    frames = Frames(monkeypatch)
+    data = sample_bytes("rocket.jpg")
+    try:
+        for _ in range(2):
+            _, seen, held = await pool.run(tasks.digest_held, data)
+            assert seen == sha(data) and held == 0
+        assert all(size > len(data) for size in frames.last(2))
+    finally:
+        await pool.close()
+
+
+async def test_an_idle_worker_that_holds_the_source_takes_the_task(
+    sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = await started(2)
+    frames = Frames(monkeypatch)
+    sources = [sample_bytes(name) for name in SOURCES[:2]]
+    try:
+        # Both at once: each worker gets one source.
+        owners = await asyncio.gather(*(pool.run(tasks.digest_held, d) for d in sources))
+        assert owners[0][0] != owners[1][0]
+        for _ in range(3):  # one at a time, both workers idle: the holder is chosen
+            for data, (owner, _, _) in zip(sources, owners, strict=True):
+                pid, seen, _ = await pool.run(tasks.digest_held, data)
+                assert (pid, seen) == (owner, sha(data))
+                assert frames.last(1)[0] < 1024
+    finally:
+        await pool.close()
+
+
+async def test_a_replacement_worker_is_sent_the_source_again(
+    one: TransformPool, sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = Frames(monkeypatch)
+    data = sample_bytes("astronaut.jpg")
+    victim, _, _ = await one.run(tasks.digest_held, data)
+    os.kill(victim, signal.SIGKILL)
+    wait_gone(victim)
+    for _ in range(200):  # the loop notices the EOF and starts a replacement
+        if one.worker_pids and victim not in one.worker_pids:
+            break
+        await asyncio.sleep(0.02)
+    pid, seen, held = await one.run(tasks.digest_held, data)
+    assert pid != victim and seen == sha(data) and held == len(data)
+    assert frames.last(1)[0] > len(data)
+
+
+def test_a_token_the_worker_does_not_hold_is_an_error_not_a_guess() -> None:
+    worker._held.clear()
+    with pytest.raises(RuntimeError, match="does not hold source 7"):
+        worker.resolve((worker.Held(7),), [], [])
+    assert worker.resolve((worker.Held(7), 1), [(7, b"x")], []) == (b"x", 1)
+    assert worker.resolve((b"y",), [], [7]) == (b"y",) and not worker._held
