@@ -11,7 +11,10 @@ probe, no limits, no allow-list, no admission or healing. The pool side is
 passes) between the sides, so a busy machine's drift lands on both; the ratio is computed per
 rep and reported as median and min..max over reps.
 A second, noise-free figure per cell: CPU ms per image of `pipeline.render` against the bare
-calls, in this process. Writes `benchmarks/results/transforms.json`.
+calls, in this process. A third: the pool's own CPU per image in this process (the serving
+process's share of a render: pickling, the socket, the loop), which `--held-bytes 0` shows
+without held sources (every task then carries its ~100-270 KB source). Writes
+`benchmarks/results/transforms.json`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import pyvips
 import imgcdn
 from transforms.formats import save_options
 from transforms.pipeline import render
-from transforms.pool import TransformPool
+from transforms.pool import HOLD_BYTES, TransformPool
 from transforms.spec import Limits, TransformSpec
 
 SAMPLES = Path(imgcdn.__file__).parent / "samples"
@@ -88,19 +91,20 @@ async def run_pool(pool: TransformPool, jobs: Sequence[tuple[bytes, int, str]]) 
 
 async def one_rep(
     pool: TransformPool, bare: Pool, chunk: list[tuple[bytes, int, str]], chunks: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Images/s of each side over `chunks` alternating chunks (drift on a busy machine then
-    lands on both sides alike)."""
-    pool_s = bare_s = 0.0
+    lands on both sides alike), and the pool's CPU ms per image in this process."""
+    pool_s = bare_s = pool_cpu_s = 0.0
     for i in range(chunks):
+        if i % 2:
+            bare_s += await asyncio.to_thread(run_bare, bare, chunk)
+        cpu = time.process_time()
+        pool_s += await run_pool(pool, chunk)
+        pool_cpu_s += time.process_time() - cpu
         if i % 2 == 0:
-            pool_s += await run_pool(pool, chunk)
             bare_s += await asyncio.to_thread(run_bare, bare, chunk)
-        else:
-            bare_s += await asyncio.to_thread(run_bare, bare, chunk)
-            pool_s += await run_pool(pool, chunk)
     count = len(chunk) * chunks
-    return count / pool_s, count / bare_s
+    return count / pool_s, count / bare_s, pool_cpu_s * 1000 / count
 
 
 def summarize(width: int, fmt: str, pool_ips: list[float], bare_ips: list[float]) -> dict[str, Any]:
@@ -137,9 +141,13 @@ def cpu_cost(images: list[bytes], width: int, fmt: str) -> dict[str, float]:
     return best
 
 
-async def measure(processes: int, reps: int, repeat: int) -> list[dict[str, Any]]:
+async def measure(
+    processes: int, reps: int, repeat: int, held_bytes: int = HOLD_BYTES
+) -> list[dict[str, Any]]:
     images = corpus()
-    pool = TransformPool(processes, max_queue=len(images) * CHUNK_PASSES, timeout_s=120)
+    pool = TransformPool(
+        processes, max_queue=len(images) * CHUNK_PASSES, timeout_s=120, hold_bytes=held_bytes
+    )
     await pool.start()
     context = multiprocessing.get_context("forkserver")
     bare = context.Pool(processes, initializer=bare_init)
@@ -150,12 +158,14 @@ async def measure(processes: int, reps: int, repeat: int) -> list[dict[str, Any]
                 chunk = [(data, width, fmt) for data in images] * CHUNK_PASSES
                 await run_pool(pool, chunk)  # warm-up
                 await asyncio.to_thread(run_bare, bare, chunk)
-                pool_ips, bare_ips = [], []
+                pool_ips, bare_ips, own_ms = [], [], []
                 for _ in range(reps):
-                    pool_rate, bare_rate = await one_rep(pool, bare, chunk, repeat)
+                    pool_rate, bare_rate, own = await one_rep(pool, bare, chunk, repeat)
                     pool_ips.append(pool_rate)
                     bare_ips.append(bare_rate)
+                    own_ms.append(own)
                 cell = summarize(width, fmt, pool_ips, bare_ips)
+                cell["pool_own_cpu_ms_per_image"] = round(statistics.median(own_ms), 3)
                 cell["cpu_ms_per_image"] = cpu_cost(images, width, fmt)
                 print_row(cell)
                 cells.append(cell)
@@ -168,7 +178,7 @@ async def measure(processes: int, reps: int, repeat: int) -> list[dict[str, Any]
 
 HEADER = (
     f"{'w':>5} {'fmt':<5} {'pool img/s':>11} {'bare img/s':>11} {'ratio':>6}  {'spread':<10}"
-    f"  cpu ms/img pipeline vs bare"
+    f"  cpu ms/img pipeline vs bare  pool's own"
 )
 
 
@@ -177,7 +187,8 @@ def print_row(cell: dict[str, Any]) -> None:
         f"{cell['width']:>5} {cell['format']:<5} {cell['pool_median']:>11.1f}"
         f" {cell['bare_median']:>11.1f} {cell['ratio_median']:>6.2f}"
         f"  {cell['ratio_min']:.2f}..{cell['ratio_max']:.2f}  "
-        f"  {cell['cpu_ms_per_image']['pipeline']:.2f} vs {cell['cpu_ms_per_image']['bare']:.2f}",
+        f"  {cell['cpu_ms_per_image']['pipeline']:.2f} vs {cell['cpu_ms_per_image']['bare']:.2f}"
+        f"  {cell['pool_own_cpu_ms_per_image']:.3f}",
         flush=True,
     )
 
@@ -187,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--reps", type=int, default=3, help="measured runs per cell and side")
     parser.add_argument("--repeat", type=int, default=3, help="alternating chunks per rep")
+    parser.add_argument(
+        "--held-bytes",
+        type=int,
+        default=HOLD_BYTES,
+        help=f"sources each worker keeps (edge.transforms.held_source_bytes; {HOLD_BYTES})",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -195,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER, flush=True)
     started = time.perf_counter()
     bare_init()  # the in-process CPU comparison runs with the workers' libvips settings
-    cells = asyncio.run(measure(args.processes, args.reps, args.repeat))
+    cells = asyncio.run(measure(args.processes, args.reps, args.repeat, args.held_bytes))
     met = all(c["ratio_median"] >= GOAL_RATIO for c in cells if c["width"] == GOAL_WIDTH)
     result = {
         "benchmark": "transforms",
@@ -208,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "settings": {
             "processes": args.processes,
+            "held_bytes": args.held_bytes,
             "reps": args.reps,
             "images_per_rep": count,
             "widths": WIDTHS,
