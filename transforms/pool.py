@@ -99,31 +99,48 @@ class Worker:
         return any(id(arg) in self.held for arg in args if type(arg) is bytes)
 
     def encode(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
-        """The task frame for this worker: large bytes it holds as `Held` tokens, the rest
-        carried (and from then on held), minus what the budget makes it forget."""
-        budget = self.pool.hold_bytes
-        carry: list[tuple[int, bytes]] = []
-        forget: list[int] = []
+        """The task frame for this worker: large bytes it holds as `Held` tokens, others
+        carried (and held from then on) as far as the budget allows, minus what it must
+        forget to make room (never what this task uses). What the worker holds is updated
+        only once the frame exists: an argument pickle refuses changes nothing."""
+        budget, held = self.pool.hold_bytes, self.held
+        size = self.held_bytes
+        used: dict[int, int] = {}  # id -> token of every held argument of this task
+        mine = {id(arg) for arg in args if type(arg) is bytes}  # never forgotten for this task
+        new: list[tuple[int, int, bytes]] = []  # (id, token, bytes) held from this task on
+        dropped: list[int] = []  # ids to forget, oldest first
         sent: list[Any] = []
         for arg in args:
             if type(arg) is not bytes or not HOLD_MIN_BYTES <= len(arg) <= budget:
                 sent.append(arg)
                 continue
-            held = self.held.get(id(arg))
-            if held is not None:
-                self.held.move_to_end(id(arg))
-                sent.append(Held(held[0]))
-                continue
-            while self.held and self.held_bytes + len(arg) > budget:
-                _, (token, old) = self.held.popitem(last=False)
-                self.held_bytes -= len(old)
-                forget.append(token)
-            token = next(self.pool.tokens)
-            self.held[id(arg)] = (token, arg)
-            self.held_bytes += len(arg)
-            carry.append((token, arg))
+            key = id(arg)
+            token = used.get(key) or (held[key][0] if key in held else None)
+            if token is None:
+                victims = (k for k in held if k not in mine and k not in dropped)
+                while size + len(arg) > budget and (victim := next(victims, None)) is not None:
+                    dropped.append(victim)
+                    size -= len(held[victim][1])
+                if size + len(arg) > budget:  # the rest is this task's own: carry it once
+                    sent.append(arg)
+                    continue
+                token = next(self.pool.tokens)
+                new.append((key, token, arg))
+                size += len(arg)
+            used[key] = token
             sent.append(Held(token))
-        return pickle.dumps((fn, tuple(sent), carry, forget), protocol=pickle.HIGHEST_PROTOCOL)
+        carry = [(token, data) for _, token, data in new]
+        forget = [held[key][0] for key in dropped]
+        message = pickle.dumps((fn, tuple(sent), carry, forget), protocol=pickle.HIGHEST_PROTOCOL)
+        for key in dropped:
+            del held[key]
+        for key in used:
+            if key in held:
+                held.move_to_end(key)
+        for key, token, data in new:
+            held[key] = (token, data)
+        self.held_bytes = size
+        return message
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.detach()
@@ -358,8 +375,15 @@ class TransformPool:
         while self._waiting and self._idle:
             job = self._waiting.popleft()
             w = self._pick(job)
+            try:
+                message = w.encode(job.fn, job.args)
+            except Exception as err:  # an argument pickle cannot carry: this caller's error
+                self._idle.append(w)
+                self._release(job)
+                settle(job.future, err)
+                continue
             w.job, job.worker = job, w
-            w.send(w.encode(job.fn, job.args))
+            w.send(message)
             if not w.undelivered:
                 job.args = ()  # sent; the job need not keep the source while it renders
 

@@ -55,3 +55,10 @@ def digest_held(data: bytes) -> tuple[int, str, int]:
     from transforms import worker
 
     return os.getpid(), hashlib.sha256(data).hexdigest(), sum(map(len, worker._held.values()))
+
+
+def digests(*parts: bytes) -> list[str]:
+    """sha256 of every argument as this worker received it."""
+    import hashlib
+
+    return [hashlib.sha256(part).hexdigest() for part in parts]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
 import signal
 from collections.abc import AsyncIterator, Callable
 
@@ -169,3 +170,58 @@ def test_a_token_the_worker_does_not_hold_is_an_error_not_a_guess() -> None:
         worker.resolve((worker.Held(7),), [], [])
     assert worker.resolve((worker.Held(7), 1), [(7, b"x")], []) == (b"x", 1)
     assert worker.resolve((b"y",), [], [7]) == (b"y",) and not worker._held
+
+
+async def test_an_argument_pickle_refuses_fails_its_caller_alone(
+    one: TransformPool, sample_bytes: Read
+) -> None:
+    data = sample_bytes("astronaut.jpg")
+    await one.run(tasks.digest_held, data)
+    with pytest.raises(Exception, match="pickle"):
+        await one.run(tasks.digests, data, lambda: None)  # type: ignore[arg-type]
+    assert one.queued == 0
+    _, seen, held = await one.run(tasks.digest_held, data)  # still held, still in step
+    assert seen == sha(data) and held == len(data)
+
+
+async def test_a_task_never_makes_its_worker_forget_its_own_sources(
+    sample_bytes: Read, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, c = (sample_bytes(name) for name in SOURCES)
+    pool = await started(1, hold_bytes=len(a) + len(b))
+    try:
+        assert await pool.run(tasks.digests, a, b) == [sha(a), sha(b)]
+        # b and a held; c needs room: only what this task does not use may go (nothing):
+        # c travels inline and the other two stay held.
+        frames = Frames(monkeypatch)
+        assert await pool.run(tasks.digests, b, c, a) == [sha(b), sha(c), sha(a)]
+        assert len(c) < frames.last(1)[0] < len(c) + 1024
+        assert await pool.run(tasks.digests, a, b) == [sha(a), sha(b)]
+        assert frames.last(1)[0] < 1024
+        assert await pool.run(tasks.digests, c) == [sha(c)]  # now a (the oldest) goes
+        assert await pool.run(tasks.digests, b, c) == [sha(b), sha(c)]
+        assert frames.last(1)[0] < 1024
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_pool_and_worker_stay_in_step_over_random_tasks(seed: int) -> None:
+    """Random tasks over a few buffers (some below the hold threshold) under a budget that
+    fits two or three: every byte the worker uses is the byte sent, and it never holds more
+    than the budget."""
+    rng = random.Random(seed)
+    buffers = [
+        rng.randbytes(rng.randrange(HOLD_MIN_BYTES // 2, 6 * HOLD_MIN_BYTES)) for _ in range(6)
+    ]
+    budget = 9 * HOLD_MIN_BYTES
+    pool = await started(2, hold_bytes=budget)
+    try:
+        for _ in range(10):
+            batch = [rng.sample(buffers, rng.randint(1, 3)) for _ in range(4)]
+            results = await asyncio.gather(*(pool.run(tasks.digests, *args) for args in batch))
+            assert results == [[sha(b) for b in args] for args in batch]
+            held = await asyncio.gather(*(pool.run(tasks.digest_held, b"") for _ in range(2)))
+            assert all(size <= budget for _, _, size in held)
+    finally:
+        await pool.close()
