@@ -79,6 +79,12 @@ def render_keeping_master(
     return derive(master, spec), master
 
 
+def derive_from(body: bytes, side: int, spec: TransformSpec) -> Rendered:
+    """`derive` as a pool task: the master's bytes travel as an argument of their own, so a
+    worker that holds them (transforms/pool.py, held sources) is sent a token instead."""
+    return derive(Master(body, side, "jpeg"), spec)  # the format was settled by `fits`
+
+
 def derive(master: Master, spec: TransformSpec) -> Rendered:
     """`spec` (which `fits` the master) from the master: DCT-scaled decode, Lanczos, encode."""
     side = spec.width or master.side

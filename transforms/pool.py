@@ -50,7 +50,8 @@ START_TIMEOUT_S = 60.0
 FRAME = struct.Struct("!i")  # `multiprocessing.Connection`'s frame header: a signed length
 MAX_RESPAWN_DELAY_S = 5.0
 READ_SIZE = 256 * 1024
-HOLD_MIN_BYTES = 32 * 1024  # smaller arguments travel with every task: not worth tracking
+# Smaller arguments travel with every task; avatar masters (22-45 KB) are held.
+HOLD_MIN_BYTES = 16 * 1024
 HOLD_BYTES = 8 * 1024 * 1024  # per worker: the originals of the last few dozen misses
 
 

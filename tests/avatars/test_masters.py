@@ -13,12 +13,14 @@ from edge.cache import Entry
 from edge.origin_client import PhotoBytes
 from tests.avatars.conftest import StartStack
 from tests.avatars.images import is_photo, size_of
+from tests.transforms.test_held import Frames
 from transforms.master import Master
 
 
 async def test_small_sizes_come_from_the_master_not_the_original(
-    start_stack: StartStack, sample_bytes
+    start_stack: StartStack, sample_bytes, monkeypatch
 ) -> None:
+    frames = Frames(monkeypatch)
     coffee = sample_bytes("coffee.jpg")
     stack = await start_stack()
     user = await stack.user(coffee)
@@ -38,6 +40,8 @@ async def test_small_sizes_come_from_the_master_not_the_original(
         assert "origin;" not in response.headers["Server-Timing"]
         assert size_of(body) == (size, size) and is_photo(body, coffee)
     assert stack.origin_calls["raw"] == 1  # no size after the first needed the original
+    carried = [size for size in frames.last(4) if size > 16 * 1024]
+    assert len(carried) == 1  # the master crossed to a worker once, then was held there
     response, body = await stack.get(f"/avatar/{md5}?s=300")  # larger than the master
     assert size_of(body) == (300, 300) and stack.origin_calls["raw"] == 2
 

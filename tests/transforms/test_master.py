@@ -13,6 +13,7 @@ from transforms.master import (
     MASTER_SIDE,
     Master,
     derive,
+    derive_from,
     fits,
     may_use_master,
     render_keeping_master,
@@ -93,6 +94,14 @@ def test_derive_honours_quality_and_progressive(sample_bytes) -> None:
         100,
     )
     assert jpeg_frame(derive(master, square(100)).body) == ("baseline", 100, 100)
+
+
+def test_the_pool_task_derives_the_same_bytes(sample_bytes) -> None:
+    _, master = render_keeping_master(sample_bytes("rocket.jpg"), square(80), LIMITS)
+    assert master is not None
+    for side in (32, 80, 128):
+        task = derive_from(master.body, master.side, square(side))
+        assert task.body == derive(master, square(side)).body
 
 
 @pytest.mark.parametrize("side", [1, 31, 255, 256])
