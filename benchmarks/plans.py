@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import scenarios as sc
-from benchmarks.baselines import have_uvloop, run_pyvips
+from benchmarks.baselines import EDGE_HIT_HEADERS, have_uvloop, run_pyvips
 from benchmarks.drive import Driver, HitBaseline
 from benchmarks.procstats import box_noise, box_snapshot, tree_cpu_s
 from benchmarks.seed import seed_users
@@ -32,6 +32,8 @@ class Plan:
 
     compared: str  # what the baseline ratio compares: "rps" or "misses/s"
     baseline: Baseline
+    # hit: the same bare handler sending the edge's contract headers, a like-for-like ceiling
+    headers_baseline: Baseline | None = None
     fixed: str | None = None  # one path for every request ...
     paths: Callable[[int], list[str]] | None = None  # ... or run index -> paths to cycle
     mix: sc.ZipfMix | None = None
@@ -63,7 +65,12 @@ class Planner:
         await fetch(target.edge_url + sc.HIT_PATH)  # the second one comes from the cache
         body_file = self.tmp / "hit-body.jpg"
         body_file.write_bytes(body)
-        return Plan("rps", self.hit_baseline(body_file, target), fixed=sc.HIT_PATH)
+        return Plan(
+            "rps",
+            self.hit_baseline(body_file, target),
+            self.hit_baseline(body_file, target, edge_headers=True),
+            fixed=sc.HIT_PATH,
+        )
 
     async def prepare_miss(self, target: Target) -> Plan:
         _, width, _ = sc.miss_params(0)
@@ -131,11 +138,11 @@ class Planner:
         if real and mix.real:
             await check_image(target.edge_url + sc.avatar_path(mix.hashes[0], 40), "image/jpeg")
 
-    def hit_baseline(self, body_file: Path, target: Target) -> Baseline:
+    def hit_baseline(self, body_file: Path, target: Target, edge_headers: bool = False) -> Baseline:
         async def measure() -> dict[str, Any]:
             uv = have_uvloop()
             size = len(body_file.read_bytes())  # noqa: ASYNC240 - a few KB, once
-            async with HitBaseline(body_file, target.workers, uv) as server:
+            async with HitBaseline(body_file, target.workers, uv, edge_headers) as server:
                 await self.driver.run(server.url, "[baseline] warm-up", 1.0, fixed_path="/x")
                 roots = [p.pid for p in server.procs]
                 cpu0, box0 = tree_cpu_s(roots), box_snapshot()
@@ -146,7 +153,9 @@ class Planner:
                 noise = box_noise(box0, box_snapshot(), cpu)
             return {
                 "kind": "aiohttp",
-                "label": f"bare aiohttp {size} B x{target.workers}" + (" uvloop" if uv else ""),
+                "label": f"bare aiohttp {size} B x{target.workers}"
+                + (" uvloop" if uv else "")
+                + (f" + the edge's {len(EDGE_HIT_HEADERS)} hit headers" if edge_headers else ""),
                 "value": m.rps,
                 "unit": "rps",
                 "cpu_ms_per_request": 1000 * cpu / m.requests if m.requests else math.nan,

@@ -65,6 +65,14 @@ def summarize(settings: Settings, runs: Sequence[RunResult]) -> dict[str, Any]:
             "value": spread(b["value"] for b in baselines).to_json(),
         }
         summary["ratio"] = spread(r.ratio for r in runs).to_json()
+    with_headers = [r.headers_baseline for r in runs if r.headers_baseline]
+    if with_headers:
+        summary["headers_baseline"] = {
+            "label": with_headers[0]["label"],
+            "unit": with_headers[0]["unit"],
+            "value": spread(b["value"] for b in with_headers).to_json(),
+        }
+        summary["headers_ratio"] = spread(r.headers_ratio for r in runs).to_json()
     return summary
 
 
@@ -83,6 +91,8 @@ def run_json(r: RunResult) -> dict[str, Any]:
         else {"target_rps": round(r.paced_target, 1), "measurement": r.paced.to_json()},
         "baseline": r.baseline,
         "ratio": None if math.isnan(r.ratio) else r.ratio,
+        "headers_baseline": r.headers_baseline,
+        "headers_ratio": None if math.isnan(r.headers_ratio) else r.headers_ratio,
         "notes": r.notes,
     }
 
@@ -181,6 +191,10 @@ def table(summaries: Sequence[dict[str, Any]]) -> str:
             base = (
                 f"{fmt(s['baseline']['value'])} {s['baseline']['unit']}: {s['baseline']['label']}"
             )
+        if "headers_baseline" in s:  # hit: also against the handler sending the same headers
+            h = s["headers_baseline"]
+            ratio += f"; {fmt(s['headers_ratio'], 2)} with the same headers"
+            base += f"; {fmt(h['value'])} {h['unit']}: {h['label']}"
         rss = ", ".join(f"{t} {v:.0f}" for t, v in s["peak_rss_mb"].items()) or "-"
         cpu = ", ".join(f"{t} {v:.2f}" for t, v in s["cpu_ms_per_request"].items() if v >= 0.005)
         cpu = cpu or "-"

@@ -2,8 +2,9 @@
 
 Each run measures the edge (with /metrics before/after and /proc sampling for RSS and CPU)
 and then, in the same run, the matching baseline with the same generator settings:
-hit/zipf -> the bare aiohttp handler, miss/avatars -> bare pyvips. `avatars` gets a fresh
-stack every run, so its lookup and variant caches start cold each time.
+hit/zipf -> the bare aiohttp handler, miss/avatars -> bare pyvips. `hit` also measures the
+bare handler sending the edge's hit headers (DESIGN's contract), the like-for-like ceiling.
+`avatars` gets a fresh stack every run, so its lookup and variant caches start cold each time.
 """
 
 from __future__ import annotations
@@ -41,11 +42,17 @@ class RunResult:
     paced: Measurement | None = None  # the same load paced at `paced_target` requests/s
     paced_target: float = math.nan
     baseline: dict[str, Any] | None = None
+    headers_baseline: dict[str, Any] | None = None  # hit: the bare handler + the edge's headers
     notes: list[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
         return ratio(self.value, self.baseline["value"]) if self.baseline else math.nan
+
+    @property
+    def headers_ratio(self) -> float:
+        b = self.headers_baseline
+        return ratio(self.value, b["value"]) if b else math.nan
 
 
 class ScenarioRunner:
@@ -134,6 +141,13 @@ class ScenarioRunner:
                 f"{label} baseline {b['label']}: {b['value']:.0f} {b['unit']}"
                 f"  -> edge/baseline {result.ratio:.2f}{noise_text(b['noise'])}"
             )
+            if plan.headers_baseline is not None:
+                await wait_quiet(self.progress, s.quiet_wait_s)
+                result.headers_baseline = h = await plan.headers_baseline()
+                self.progress.note(
+                    f"{label} baseline {h['label']}: {h['value']:.0f} {h['unit']}"
+                    f"  -> edge/baseline {result.headers_ratio:.2f}{noise_text(h['noise'])}"
+                )
         return result
 
     async def check_after(self, target: Target, plan: Plan, result: RunResult) -> None:
