@@ -59,21 +59,23 @@ def summarize(settings: Settings, runs: Sequence[RunResult]) -> dict[str, Any]:
         }
     baselines = [r.baseline for r in runs if r.baseline]
     if baselines:
-        summary["baseline"] = {
-            "label": baselines[0]["label"],
-            "unit": baselines[0]["unit"],
-            "value": spread(b["value"] for b in baselines).to_json(),
-        }
+        summary["baseline"] = baseline_summary(baselines)
         summary["ratio"] = spread(r.ratio for r in runs).to_json()
     with_headers = [r.headers_baseline for r in runs if r.headers_baseline]
     if with_headers:
-        summary["headers_baseline"] = {
-            "label": with_headers[0]["label"],
-            "unit": with_headers[0]["unit"],
-            "value": spread(b["value"] for b in with_headers).to_json(),
-        }
+        summary["headers_baseline"] = baseline_summary(with_headers)
         summary["headers_ratio"] = spread(r.headers_ratio for r in runs).to_json()
     return summary
+
+
+def baseline_summary(baselines: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One baseline over the runs: its label and unit, and its value as median (range)."""
+    first = baselines[0]
+    return {
+        "label": first["label"],
+        "unit": first["unit"],
+        "value": spread(b["value"] for b in baselines).to_json(),
+    }
 
 
 def run_json(r: RunResult) -> dict[str, Any]:
