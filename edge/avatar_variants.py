@@ -41,7 +41,7 @@ from transforms.master import (
     MASTER_QUALITY,
     MASTER_SIDE,
     Master,
-    derive_from,
+    derive,
     fits,
     may_use_master,
     render_keeping_master,
@@ -246,7 +246,7 @@ class AvatarVariants:
                 return made
         if kept is None or not fits(kept.master, spec):
             return None
-        work = self.pool.run(derive_from, kept.master.body, kept.master.side, spec)
+        work = self.pool.run(derive, kept.master.body, kept.master.side, spec)
         return await self._render(work, {}, last_modified=kept.last_modified)
 
     async def _stored_master(self, avatar: Avatar) -> KeptMaster | None:

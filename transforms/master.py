@@ -76,20 +76,16 @@ def render_keeping_master(
         return render_probed(data, info, spec, limits), None
     square = render_square(data, info, side, MASTER_QUALITY, limits)
     master = Master(square.body, side, planned.auto_format)
-    return derive(master, spec), master
+    return derive(master.body, master.side, spec), master
 
 
-def derive_from(body: bytes, side: int, spec: TransformSpec) -> Rendered:
-    """`derive` as a pool task: the master's bytes travel as an argument of their own, so a
-    worker that holds them (transforms/pool.py, held sources) is sent a token instead."""
-    return derive(Master(body, side, "jpeg"), spec)  # the format was settled by `fits`
-
-
-def derive(master: Master, spec: TransformSpec) -> Rendered:
-    """`spec` (which `fits` the master) from the master: DCT-scaled decode, Lanczos, encode."""
-    side = spec.width or master.side
+def derive(body: bytes, master_side: int, spec: TransformSpec) -> Rendered:
+    """`spec` (which `fits` the master) from a master's `body`: DCT-scaled decode, Lanczos,
+    encode. The bytes are an argument of their own, not a `Master`, so a pool worker that
+    holds them (transforms/pool.py, held sources) is sent a token instead."""
+    side = spec.width or master_side
     quality = spec.effective_quality("jpeg") or MASTER_QUALITY
-    opened = Image.open(io.BytesIO(master.body))
+    opened = Image.open(io.BytesIO(body))
     # DCT-scaled decode to >= 2x the size, Lanczos the rest: scaling all the way in the
     # decoder adds ~1 to the mean error, for 0.3 ms less
     opened.draft(opened.mode, (2 * side, 2 * side))
