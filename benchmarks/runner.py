@@ -20,7 +20,7 @@ from benchmarks import scenarios as sc
 from benchmarks.drive import Driver, wait_quiet
 from benchmarks.edgemetrics import EdgeCounters, scrape
 from benchmarks.measure import Measurement, ratio
-from benchmarks.plans import MISS_PHASE, Plan, Planner
+from benchmarks.plans import MISS_PHASE, Baseline, Plan, Planner
 from benchmarks.procstats import Sampler, box_noise, box_snapshot
 from benchmarks.targets import Settings, Target, fetch, open_target
 
@@ -135,20 +135,24 @@ class ScenarioRunner:
                 f"p90 {p.latency(90):.2f} p99 {p.latency(99):.2f} ms  errors {p.errors}"
             )
         if s.baseline:
-            await wait_quiet(self.progress, s.quiet_wait_s)
-            result.baseline = b = await plan.baseline()
-            self.progress.note(
-                f"{label} baseline {b['label']}: {b['value']:.0f} {b['unit']}"
-                f"  -> edge/baseline {result.ratio:.2f}{noise_text(b['noise'])}"
-            )
+            result.baseline = await self.measure_baseline(label, plan.baseline, result.value)
             if plan.headers_baseline is not None:
-                await wait_quiet(self.progress, s.quiet_wait_s)
-                result.headers_baseline = h = await plan.headers_baseline()
-                self.progress.note(
-                    f"{label} baseline {h['label']}: {h['value']:.0f} {h['unit']}"
-                    f"  -> edge/baseline {result.headers_ratio:.2f}{noise_text(h['noise'])}"
+                result.headers_baseline = await self.measure_baseline(
+                    label, plan.headers_baseline, result.value
                 )
         return result
+
+    async def measure_baseline(
+        self, label: str, baseline: Baseline, edge_value: float
+    ) -> dict[str, Any]:
+        """`baseline` measured on a quiet box, and a progress line with the edge's ratio."""
+        await wait_quiet(self.progress, self.settings.quiet_wait_s)
+        b = await baseline()
+        self.progress.note(
+            f"{label} baseline {b['label']}: {b['value']:.0f} {b['unit']}"
+            f"  -> edge/baseline {ratio(edge_value, b['value']):.2f}{noise_text(b['noise'])}"
+        )
+        return b
 
     async def check_after(self, target: Target, plan: Plan, result: RunResult) -> None:
         """Notes on anything that makes this run's figures suspect."""
