@@ -99,6 +99,7 @@ def pool_ctx(
             t.timeout_s,
             on_restart=app[METRICS].pool_restarts.inc,
             hold_bytes=t.held_source_bytes,
+            decoded_bytes=t.decoded_source_bytes,
         )
         await pool.start()
         app[POOL] = pool

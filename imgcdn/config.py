@@ -63,6 +63,7 @@ class TransformsConfig:
     jpeg_progressive: bool = False  # baseline JPEG is cheaper to encode; see README
     avatar_from_larger: bool = True  # small avatar sizes from a master / 2x variant; see README
     held_source_bytes: int = 8_388_608  # per transform process: sources kept for their next task
+    decoded_source_bytes: int = 33_554_432  # per transform process: pixels of sources rendered again
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,10 @@ def validate(config: Config) -> Config:
         (
             edge.transforms.held_source_bytes >= 0,
             "edge.transforms.held_source_bytes: must be 0 or more",
+        ),
+        (
+            edge.transforms.decoded_source_bytes >= 0,
+            "edge.transforms.decoded_source_bytes: must be 0 or more",
         ),
         (
             all(f in ("avif", "webp", "jpeg", "png") for f in edge.transforms.auto_formats),

@@ -68,6 +68,11 @@ def test_file_values_are_read(tmp_path: Path) -> None:
             {},
             "edge.transforms.held_source_bytes: must be 0 or more",
         ),
+        (
+            "edge:\n  transforms:\n    decoded_source_bytes: -1\n",
+            {},
+            "edge.transforms.decoded_source_bytes: must be 0 or more",
+        ),
         ("edge:\n  workers: true\n", {}, "edge.workers: expected an integer"),
         ("edge: [1, 2]\n", {}, "edge: expected a mapping"),
         ("- a\n", {}, "the top level must be a mapping"),

@@ -106,3 +106,15 @@ def source_crop(
     else:
         w, h = src_width, max(1, min(src_height, round(src_width * height / width)))
     return (src_width - w) // 2, (src_height - h) // 2, w, h
+
+
+def reusable(shrink: int, src_width: int, src_height: int, p: Plan) -> bool:
+    """May pixels decoded at `shrink` (of an upright `src_width` x `src_height` source) stand
+    in for the source in plan `p`? At full scale always; at a DCT shrink only with a factor
+    of two or more left to reduce, the margin libvips' own shrink-on-load leaves for quality
+    (`vips_thumbnail_find_jpegshrink`)."""
+    if shrink == 1:
+        return True
+    width, height = (p.width, p.height) if p.crop else (p.resize_width, p.resize_height)
+    scale = max(width / src_width, height / src_height)
+    return scale * shrink <= 0.5

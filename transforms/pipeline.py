@@ -40,6 +40,7 @@ ALLOWED_LOADER_CLASSES = ("Jpeg", "Png", "Nsgif", "Webp", "Heif", "Tiff")
 FAIL_ON = "error"  # stop on truncation and decode errors, not on harmless warnings
 JPEG_MAX_SHRINK = 8  # libjpeg's DCT scaling: 1/2, 1/4, 1/8
 WHITE = 255.0
+BAND_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class ImageInfo:
     height: int
     frames: int
     has_alpha: bool
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A source's pixels in memory, decoded at JPEG DCT `shrink`, to render more variants."""
+
+    image: pyvips.Image
+    shrink: int
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -105,13 +115,22 @@ def open_header(data: bytes, limits: Limits) -> tuple[ImageInfo, pyvips.Image]:
     if fmt not in ANIMATED_FORMATS:
         frames = 1  # only the first page/image of TIFF and HEIF is ever decoded
     width, height = (image.height, image.width) if rotated else (image.width, image.height)
-    if frames > limits.max_frames:
-        raise SourceTooLarge(f"source has {frames} frames, the limit is {limits.max_frames}")
-    if width * height * frames > limits.max_src_pixels:
+    info = ImageInfo(fmt, width, height, frames, bool(image.hasalpha()))
+    check_limits(info, len(data), limits)
+    return info, image
+
+
+def check_limits(info: ImageInfo, size: int, limits: Limits) -> None:
+    """413 if a source of `size` bytes with this header passes `limits`."""
+    if size > limits.max_src_bytes:
+        raise SourceTooLarge(f"source is {size} bytes, the limit is {limits.max_src_bytes}")
+    if info.frames > limits.max_frames:
+        raise SourceTooLarge(f"source has {info.frames} frames, the limit is {limits.max_frames}")
+    if info.width * info.height * info.frames > limits.max_src_pixels:
         raise SourceTooLarge(
-            f"source is {width}x{height}x{frames} pixels, the limit is {limits.max_src_pixels}"
+            f"source is {info.width}x{info.height}x{info.frames} pixels, "
+            f"the limit is {limits.max_src_pixels}"
         )
-    return ImageInfo(fmt, width, height, frames, bool(image.hasalpha())), image
 
 
 def render(data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
@@ -119,15 +138,20 @@ def render(data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
     return render_probed(data, probe(data, limits), spec, limits)
 
 
-def render_probed(data: bytes, info: ImageInfo, spec: TransformSpec, limits: Limits) -> Rendered:
-    """`render` for a source whose header `probe` has already read and checked into `info`."""
-    fmt = (
-        spec.format if spec.format != "auto" else source_output_format(info.format, info.has_alpha)
-    )
+def render_probed(
+    data: bytes,
+    info: ImageInfo,
+    spec: TransformSpec,
+    limits: Limits,
+    kept: Decoded | None = None,
+) -> Rendered:
+    """`render` for a source whose header `probe` has already read and checked into `info`;
+    from `kept` (its decoded pixels, which `geometry.reusable` says serve `spec`) if given."""
+    fmt = output_format(info, spec)
     animated = info.frames > 1 and fmt in ANIMATED_FORMATS
-    p = plan(info.width, info.height, spec, limits.max_dimension)
+    p = plan_for(info, spec, limits)
     try:
-        image = resize(data, p, spec, animated)
+        image = resize(data, p, spec, animated, None if animated else kept)
         image = finish(image, p, spec, fmt)
         suffix, options = save_options(
             fmt, spec.effective_quality(fmt), progressive=spec.progressive
@@ -136,6 +160,45 @@ def render_probed(data: bytes, info: ImageInfo, spec: TransformSpec, limits: Lim
     except pyvips.Error:
         raise CorruptImage("the image cannot be decoded") from None
     return Rendered(bytes(body), CONTENT_TYPES[fmt], p.width, p.height, fmt)
+
+
+def output_format(info: ImageInfo, spec: TransformSpec) -> str:
+    return (
+        spec.format if spec.format != "auto" else source_output_format(info.format, info.has_alpha)
+    )
+
+
+def plan_for(info: ImageInfo, spec: TransformSpec, limits: Limits) -> Plan:
+    return plan(info.width, info.height, spec, limits.max_dimension)
+
+
+def decode_shrink(data: bytes, info: ImageInfo, max_bytes: int) -> int | None:
+    """The scale to keep `data`'s pixels at: the smallest JPEG DCT shrink (1 for other formats)
+    whose decoded pixels fit `max_bytes`; None if none does (or `info` is an animation)."""
+    if info.frames != 1:
+        return None
+    try:
+        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+        pixel = header.bands * BAND_BYTES.get(str(header.format), 16)
+        width, height = header.width, header.height
+    except pyvips.Error:
+        raise CorruptImage("the image header cannot be read") from None
+    for shrink in (1, 2, 4, JPEG_MAX_SHRINK) if info.format == "jpeg" else (1,):
+        if -(-width // shrink) * -(-height // shrink) * pixel <= max_bytes:
+            return shrink
+    return None
+
+
+def decode(data: bytes, shrink: int) -> Decoded:
+    """All of `data`'s pixels in memory (as stored: EXIF orientation is applied later), at
+    JPEG DCT `shrink`."""
+    load = f"fail_on={FAIL_ON}" + (f",shrink={shrink}" if shrink > 1 else "")
+    try:
+        image = pyvips.Image.new_from_buffer(data, load, access="sequential").copy_memory()
+    except pyvips.Error:
+        raise CorruptImage("the image cannot be decoded") from None
+    pixel = image.bands * BAND_BYTES.get(str(image.format), 16)
+    return Decoded(image, shrink, image.width * image.height * pixel)
 
 
 def render_square(
@@ -165,8 +228,15 @@ def render_square(
     return Rendered(bytes(body), CONTENT_TYPES["jpeg"], side, side, "jpeg")
 
 
-def resize(data: bytes, p: Plan, spec: TransformSpec, animated: bool) -> pyvips.Image:
-    """Shrink-on-load to the plan's size; cover crops (smart crop for still images)."""
+def resize(
+    data: bytes, p: Plan, spec: TransformSpec, animated: bool, kept: Decoded | None = None
+) -> pyvips.Image:
+    """Shrink-on-load to the plan's size (or the same thumbnail from `kept` pixels of a still
+    image); cover crops (smart crop for still images)."""
+    if kept is not None:
+        if p.crop:
+            return kept.image.thumbnail_image(p.width, height=p.height, crop=spec.gravity)
+        return kept.image.thumbnail_image(p.resize_width, height=p.resize_height, size="force")
     load = f"fail_on={FAIL_ON}" + (",n=-1" if animated else "")
     if p.crop and animated:
         # thumbnail would crop the whole frame strip; crop each frame in source pixels instead

@@ -18,6 +18,8 @@ thread wake-ups; see benchmarks/README.md).
   sent (transforms/worker.py), and an idle worker that holds a task's source is preferred, so
   the next variant of the same original crosses the socket as a token instead of ~200 KB
   (sending it was a quarter of the edge's own CPU per miss; see benchmarks/README.md).
+- Decoded sources: from the second render of a held source, a worker renders from its decoded
+  pixels (`decoded_bytes` of them per worker; transforms/held.py), about half the CPU.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar, cast
 
-from transforms import worker
+from transforms import held, worker
 from transforms.errors import Overloaded, Timeout, WorkerCrashed
-from transforms.pipeline import ImageInfo, Rendered, probe, render
+from transforms.held import Held
+from transforms.pipeline import ImageInfo, Rendered, probe
 from transforms.spec import Limits, TransformSpec
-from transforms.worker import Held
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ READ_SIZE = 256 * 1024
 # Smaller arguments travel with every task; avatar masters (22-45 KB) are held.
 HOLD_MIN_BYTES = 16 * 1024
 HOLD_BYTES = 8 * 1024 * 1024  # per worker: the originals of the last few dozen misses
+DECODED_BYTES = 32 * 1024 * 1024  # per worker: ten ~1024 px sources' pixels (transforms/held.py)
 
 
 class Job:
@@ -242,9 +245,11 @@ class TransformPool:
         timeout_s: float,
         on_restart: Callable[[], None] | None = None,
         hold_bytes: int = HOLD_BYTES,
+        decoded_bytes: int = DECODED_BYTES,
     ) -> None:
         self.processes = processes if processes > 0 else (os.cpu_count() or 1)
         self.hold_bytes = hold_bytes  # per worker; 0: every task carries its source
+        self.decoded_bytes = decoded_bytes  # per worker: pixels of held sources rendered again
         self.tokens = itertools.count(1)
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -324,7 +329,7 @@ class TransformPool:
             raise Overloaded("too many transforms waiting")
 
     async def render(self, data: bytes, spec: TransformSpec, limits: Limits) -> Rendered:
-        return await self.run(render, data, spec, limits)
+        return await self.run(held.render, data, spec, limits)
 
     async def probe(self, data: bytes, limits: Limits) -> ImageInfo:
         return await self.run(probe, data, limits)
@@ -494,7 +499,10 @@ class TransformPool:
         conn = Connection(child.detach())
         try:
             process = self._context.Process(
-                target=worker.serve, args=(conn,), name="imgcdn-transform", daemon=True
+                target=worker.serve,
+                args=(conn, self.decoded_bytes),
+                name="imgcdn-transform",
+                daemon=True,
             )
             process.start()
         except BaseException:

@@ -8,7 +8,8 @@ closes the socket.
 Large byte-string arguments (sources) are held: a task carries `(token, bytes)` the first time
 the pool sends those bytes to this worker and `Held(token)` in `args` after that, so the
 variants of one source do not copy it through the socket again. The pool decides what is kept
-and when it is forgotten (`forget`), so both sides agree on what the worker holds.
+and when it is forgotten (`forget`), so both sides agree on what the worker holds
+(transforms/held.py, which also keeps decoded pixels of the sources rendered again).
 """
 
 from __future__ import annotations
@@ -16,27 +17,21 @@ from __future__ import annotations
 import pickle
 import signal
 from multiprocessing.connection import Connection
-from typing import Any, NamedTuple
+from typing import Any
 
+from transforms.held import SOURCES
 from transforms.pipeline import configure_vips
 
 READY = b""
 
 
-class Held(NamedTuple):
-    """In a task's `args`: the bytes this worker was given earlier under `token`."""
-
-    token: int
-
-
-_held: dict[int, bytes] = {}  # token -> bytes, as the pool has told this worker
-
-
-def serve(conn: Connection) -> None:
-    """The worker's main loop (the target of every worker process)."""
+def serve(conn: Connection, decoded_bytes: int = 0) -> None:
+    """The worker's main loop (the target of every worker process); `decoded_bytes`: the
+    budget for decoded pixels of held sources (transforms/held.py)."""
     # Ctrl-C reaches the whole process group; the pool decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_vips()
+    SOURCES.budget = decoded_bytes
     conn.send_bytes(READY)
     while True:
         try:
@@ -64,13 +59,8 @@ def resolve(
     args: tuple[Any, ...], carry: list[tuple[int, bytes]], forget: list[int]
 ) -> tuple[Any, ...]:
     """`args` with every `Held` replaced by its bytes, after this task's `forget` and `carry`."""
-    for token in forget:
-        _held.pop(token, None)
-    _held.update(carry)
-    try:
-        return tuple(_held[arg.token] if isinstance(arg, Held) else arg for arg in args)
-    except KeyError as err:  # the pool and this worker disagree: a bug, never a guess
-        raise RuntimeError(f"the transform worker does not hold source {err}") from None
+    SOURCES.update(carry, forget)
+    return SOURCES.resolve(args)
 
 
 def rss_bytes() -> int:

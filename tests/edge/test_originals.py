@@ -8,6 +8,8 @@ from dataclasses import replace
 import pytest
 import pyvips
 
+from edge.app import create_app
+from edge.appkeys import POOL
 from edge.origin_client import PhotoBytes
 from edge.originals import Originals
 from edge.sources import Fetched, Validators
@@ -15,6 +17,7 @@ from imgcdn.config import SecurityConfig
 from tests.edge.conftest import EdgeFactory
 from tests.edge.sourceserver import FakeSource
 from tests.edge.test_freshness import http_config
+from tests.transforms import tasks
 from tests.transforms.test_held import Frames
 
 TOKEN = "purge-me"
@@ -133,3 +136,22 @@ async def test_a_purge_drops_the_kept_original(
     assert r.status == 200
     assert width_of(await (await client.get("/img/a.jpg?w=60")).read()) == (60, 32)
     assert source.hits["a.jpg"] == 2
+
+
+@pytest.mark.parametrize(("decoded_bytes", "kept"), [(16 << 20, 1), (0, 0)])
+async def test_the_edge_sizes_its_workers_pixel_budget_from_config(
+    aiohttp_client, aiohttp_server, tmp_path, sample_bytes, decoded_bytes, kept
+) -> None:
+    """`edge.transforms.decoded_source_bytes` reaches the workers: with it, the widths after
+    the first of one source render from its kept pixels (transforms/held.py)."""
+    source = FakeSource()
+    source.files["a.jpg"] = sample_bytes("astronaut.jpg")
+    server = await aiohttp_server(source.app())
+    config = http_config(tmp_path, server)
+    transforms = replace(config.transforms, processes=1, decoded_source_bytes=decoded_bytes)
+    client = await aiohttp_client(create_app(replace(config, transforms=transforms)))
+    for width in (50, 60, 70):
+        r = await client.get(f"/img/a.jpg?w={width}")
+        assert r.status == 200 and width_of(await r.read()) == (width, width)
+    pixels = await client.app[POOL].run(tasks.kept_pixels)
+    assert len(pixels) == kept and sum(size for _, size in pixels) == kept * 1024 * 1024 * 3

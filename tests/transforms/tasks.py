@@ -52,9 +52,9 @@ def digest_held(data: bytes) -> tuple[int, str, int]:
     """(pid, sha256 of `data` as this worker received it, bytes the worker holds)."""
     import hashlib
 
-    from transforms import worker
+    from transforms.held import SOURCES
 
-    return os.getpid(), hashlib.sha256(data).hexdigest(), sum(map(len, worker._held.values()))
+    return os.getpid(), hashlib.sha256(data).hexdigest(), sum(map(len, SOURCES.data.values()))
 
 
 def digests(*parts: bytes) -> list[str]:
@@ -62,3 +62,10 @@ def digests(*parts: bytes) -> list[str]:
     import hashlib
 
     return [hashlib.sha256(part).hexdigest() for part in parts]
+
+
+def kept_pixels() -> list[tuple[int, int]]:
+    """(shrink, bytes) of every source whose decoded pixels this worker keeps."""
+    from transforms.held import SOURCES
+
+    return [(kept.shrink, kept.nbytes) for kept in SOURCES.pixels.values()]
