@@ -7,7 +7,9 @@
 - Miss ceiling: bare pyvips in as many processes as the edge has transform workers, each with
   libvips concurrency 1 and its operation cache off, looping `thumbnail_buffer` + save over the
   same sources and sizes with the edge's own save options (`transforms.formats.save_options`),
-  from memory: no HTTP, no probe, no disk, no pool.
+  from memory: no HTTP, no probe, no disk, no pool. For `miss` it is measured twice: from the
+  bytes (a decode per image), and from each source's pixels decoded once per process, the
+  work the edge's workers do for the sources they hold (transforms/held.py).
 
 `python -m benchmarks.baselines hit-server PORT BODY_FILE [--uvloop] [--edge-headers]` runs one
 hit process; `--edge-headers` adds the nine headers an edge memory hit sends (the same names,
@@ -114,15 +116,26 @@ def run_pyvips(
     duration_s: float,
     progressive: bool,
     quality: int = 80,
+    decoded: bool = False,
 ) -> PyvipsResult:
-    """Render `jobs` round-robin in `processes` fresh processes for `duration_s`; images/s."""
+    """Render `jobs` round-robin in `processes` fresh processes for `duration_s`; images/s.
+    `decoded`: from each source's pixels, decoded once per process (`thumbnail_image`)."""
     ctx = mp.get_context("spawn")  # fresh interpreters: no state inherited from this one
     start = ctx.Event()
     results = ctx.Queue()
     procs = [
         ctx.Process(
             target=pyvips_worker,
-            args=(list(jobs), str(sources_dir), i, processes, duration_s, progressive, quality),
+            args=(
+                list(jobs),
+                str(sources_dir),
+                i,
+                processes,
+                duration_s,
+                progressive,
+                quality,
+                decoded,
+            ),
             kwargs={"start": start, "results": results},
             daemon=True,
         )
@@ -170,6 +183,7 @@ def pyvips_worker(
     duration_s: float,
     progressive: bool,
     quality: int,
+    decoded: bool,
     *,
     start: object,
     results: object,
@@ -185,6 +199,11 @@ def pyvips_worker(
         pyvips.concurrency_set(1)
         suffix, options = save_options("jpeg", quality, progressive=progressive)
         data = {j.source: (Path(sources_dir) / j.source).read_bytes() for j in jobs}
+        pixels = {
+            source: pyvips.Image.new_from_buffer(body, "", access="sequential").copy_memory()
+            for source, body in data.items()
+            if decoded
+        }
 
         def render(job: RenderJob) -> int:
             kwargs: dict[str, object] = {}
@@ -192,7 +211,10 @@ def pyvips_worker(
                 kwargs["height"] = job.height
             if job.crop:
                 kwargs["crop"] = "centre"
-            image = pyvips.Image.thumbnail_buffer(data[job.source], job.width, **kwargs)
+            if decoded:
+                image = pixels[job.source].thumbnail_image(job.width, **kwargs)
+            else:
+                image = pyvips.Image.thumbnail_buffer(data[job.source], job.width, **kwargs)
             return len(image.write_to_buffer(suffix, keep=pyvips.enums.ForeignKeep.NONE, **options))
 
         for source in data:  # warm up: codecs loaded, first-call costs paid

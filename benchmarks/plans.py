@@ -32,8 +32,9 @@ class Plan:
 
     compared: str  # what the baseline ratio compares: "rps" or "misses/s"
     baseline: Baseline
-    # hit: the same bare handler sending the edge's contract headers, a like-for-like ceiling
-    headers_baseline: Baseline | None = None
+    # the ceiling for the same work as the edge's: hit, the bare handler sending the edge's
+    # contract headers; miss, bare pyvips from decoded pixels (transforms/held.py)
+    like_baseline: Baseline | None = None
     fixed: str | None = None  # one path for every request ...
     paths: Callable[[int], list[str]] | None = None  # ... or run index -> paths to cycle
     mix: sc.ZipfMix | None = None
@@ -82,7 +83,13 @@ class Planner:
             count = min(MISS_PHASE, int(longest * 2000) + 2000)
             return [sc.miss_path(self.phase * MISS_PHASE + i) for i in range(count)]
 
-        return Plan("rps", self.pyvips_baseline(sc.miss_jobs(), target), paths=paths)
+        jobs = sc.miss_jobs()
+        return Plan(
+            "rps",
+            self.pyvips_baseline(jobs, target),
+            self.pyvips_baseline(jobs, target, decoded=True),
+            paths=paths,
+        )
 
     async def prepare_zipf(self, target: Target) -> Plan:
         mix = await self.seeded_mix(target)
@@ -156,6 +163,7 @@ class Planner:
                 "label": f"bare aiohttp {size} B x{target.workers}"
                 + (" uvloop" if uv else "")
                 + (f" + the edge's {len(EDGE_HIT_HEADERS)} hit headers" if edge_headers else ""),
+                **({"like": "with the same headers"} if edge_headers else {}),
                 "value": m.rps,
                 "unit": "rps",
                 "cpu_ms_per_request": 1000 * cpu / m.requests if m.requests else math.nan,
@@ -165,7 +173,12 @@ class Planner:
 
         return measure
 
-    def pyvips_baseline(self, jobs: list[sc.RenderJob], target: Target) -> Baseline:
+    def pyvips_baseline(
+        self, jobs: list[sc.RenderJob], target: Target, decoded: bool = False
+    ) -> Baseline:
+        """Bare pyvips; `decoded`: each process decodes every source once and renders from
+        those pixels, as the edge's workers do for the sources they hold."""
+
         async def measure() -> dict[str, Any]:
             self.progress.show(f"[baseline] bare pyvips x{target.transform_processes} ...")
             box0 = box_snapshot()
@@ -176,12 +189,15 @@ class Planner:
                 processes=target.transform_processes,
                 duration_s=self.settings.duration_s,
                 progressive=target.progressive,
+                decoded=decoded,
             )
             self.progress.clear()
             mode = "progressive" if r.progressive else "baseline"
             return {
                 "kind": "pyvips",
-                "label": f"bare pyvips x{r.processes} ({mode} JPEG q80)",
+                "label": f"bare pyvips x{r.processes} ({mode} JPEG q80"
+                + (", from decoded pixels)" if decoded else ")"),
+                **({"like": "of pyvips from decoded pixels"} if decoded else {}),
                 "value": r.rate,
                 "unit": "img/s",
                 "noise": box_noise(box0, box_snapshot(), 0.0),

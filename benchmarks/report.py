@@ -61,10 +61,10 @@ def summarize(settings: Settings, runs: Sequence[RunResult]) -> dict[str, Any]:
     if baselines:
         summary["baseline"] = baseline_summary(baselines)
         summary["ratio"] = spread(r.ratio for r in runs).to_json()
-    with_headers = [r.headers_baseline for r in runs if r.headers_baseline]
-    if with_headers:
-        summary["headers_baseline"] = baseline_summary(with_headers)
-        summary["headers_ratio"] = spread(r.headers_ratio for r in runs).to_json()
+    likes = [r.like_baseline for r in runs if r.like_baseline]
+    if likes:
+        summary["like_baseline"] = baseline_summary(likes)
+        summary["like_ratio"] = spread(r.like_ratio for r in runs).to_json()
     return summary
 
 
@@ -74,6 +74,7 @@ def baseline_summary(baselines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "label": first["label"],
         "unit": first["unit"],
+        **({"like": first["like"]} if "like" in first else {}),
         "value": spread(b["value"] for b in baselines).to_json(),
     }
 
@@ -93,8 +94,8 @@ def run_json(r: RunResult) -> dict[str, Any]:
         else {"target_rps": round(r.paced_target, 1), "measurement": r.paced.to_json()},
         "baseline": r.baseline,
         "ratio": None if math.isnan(r.ratio) else r.ratio,
-        "headers_baseline": r.headers_baseline,
-        "headers_ratio": None if math.isnan(r.headers_ratio) else r.headers_ratio,
+        "like_baseline": r.like_baseline,
+        "like_ratio": None if math.isnan(r.like_ratio) else r.like_ratio,
         "notes": r.notes,
     }
 
@@ -193,9 +194,9 @@ def table(summaries: Sequence[dict[str, Any]]) -> str:
             base = (
                 f"{fmt(s['baseline']['value'])} {s['baseline']['unit']}: {s['baseline']['label']}"
             )
-        if "headers_baseline" in s:  # hit: also against the handler sending the same headers
-            h = s["headers_baseline"]
-            ratio += f"; {fmt(s['headers_ratio'], 2)} with the same headers"
+        if "like_baseline" in s:  # also against a baseline doing the same work as the edge
+            h = s["like_baseline"]
+            ratio += f"; {fmt(s['like_ratio'], 2)} {h['like']}"
             base += f"; {fmt(h['value'])} {h['unit']}: {h['label']}"
         rss = ", ".join(f"{t} {v:.0f}" for t, v in s["peak_rss_mb"].items()) or "-"
         cpu = ", ".join(f"{t} {v:.2f}" for t, v in s["cpu_ms_per_request"].items() if v >= 0.005)

@@ -2,8 +2,10 @@
 
 Each run measures the edge (with /metrics before/after and /proc sampling for RSS and CPU)
 and then, in the same run, the matching baseline with the same generator settings:
-hit/zipf -> the bare aiohttp handler, miss/avatars -> bare pyvips. `hit` also measures the
-bare handler sending the edge's hit headers (DESIGN's contract), the like-for-like ceiling.
+hit/zipf -> the bare aiohttp handler, miss/avatars -> bare pyvips. Two scenarios also measure
+a like-for-like ceiling: `hit` the bare handler sending the edge's hit headers (DESIGN's
+contract), `miss` bare pyvips rendering from decoded pixels, as the edge's workers do for the
+sources they hold (transforms/held.py).
 `avatars` gets a fresh stack every run, so its lookup and variant caches start cold each time.
 """
 
@@ -42,7 +44,7 @@ class RunResult:
     paced: Measurement | None = None  # the same load paced at `paced_target` requests/s
     paced_target: float = math.nan
     baseline: dict[str, Any] | None = None
-    headers_baseline: dict[str, Any] | None = None  # hit: the bare handler + the edge's headers
+    like_baseline: dict[str, Any] | None = None  # the same work as the edge's; "like" says how
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -50,8 +52,8 @@ class RunResult:
         return ratio(self.value, self.baseline["value"]) if self.baseline else math.nan
 
     @property
-    def headers_ratio(self) -> float:
-        b = self.headers_baseline
+    def like_ratio(self) -> float:
+        b = self.like_baseline
         return ratio(self.value, b["value"]) if b else math.nan
 
 
@@ -136,9 +138,9 @@ class ScenarioRunner:
             )
         if s.baseline:
             result.baseline = await self.measure_baseline(label, plan.baseline, result.value)
-            if plan.headers_baseline is not None:
-                result.headers_baseline = await self.measure_baseline(
-                    label, plan.headers_baseline, result.value
+            if plan.like_baseline is not None:
+                result.like_baseline = await self.measure_baseline(
+                    label, plan.like_baseline, result.value
                 )
         return result
 

@@ -68,12 +68,17 @@ def test_json_and_charts_are_written(tmp_path) -> None:
 def test_hit_is_also_compared_with_the_handler_sending_the_same_headers() -> None:
     runs = [fake_run(0, 1000, 2000), fake_run(1, 3000, 4000)]
     for run, value in zip(runs, (1250.0, 3750.0), strict=True):
-        run.headers_baseline = {"label": "bare + headers", "value": value, "unit": "rps"}
+        run.like_baseline = {
+            "label": "bare + headers",
+            "like": "with the same headers",
+            "value": value,
+            "unit": "rps",
+        }
     s = summarize(Settings("hit", runs=2), runs)
-    assert s["headers_ratio"]["runs"] == (0.8, 0.8)
-    assert s["headers_baseline"]["value"]["median"] == 2500
+    assert s["like_ratio"]["runs"] == (0.8, 0.8)
+    assert s["like_baseline"]["value"]["median"] == 2500
     line = table([s]).splitlines()[2]
     assert "0.62 (0.50-0.75); 0.80 (0.80-0.80) with the same headers" in line
     assert "2500 (1250-3750) rps: bare + headers" in line
     without = summarize(Settings("hit", runs=1), [fake_run(0, 1000, 2000)])
-    assert "headers_ratio" not in without and "same headers" not in table([without])
+    assert "like_ratio" not in without and "same headers" not in table([without])
