@@ -1,18 +1,23 @@
 """`TransformPool`: libvips renders in worker processes, with admission, timeouts and healing.
 
 Each worker is a process of its own, started through `forkserver` (never `fork`: the parent
-has threads), with one socket to the pool. The pool hands an idle worker one task at a time and
-reads the answer on the event loop: no executor, no feeder or manager threads, no thread hop
-per task (`concurrent.futures.ProcessPoolExecutor` cost the edge ~0.5 ms of CPU per render in
-thread wake-ups; see benchmarks/README.md).
+has threads), with one socket to the pool. The pool writes tasks to the sockets and reads the
+answers on the event loop: no executor, no feeder or manager threads, no thread hop per task
+(`concurrent.futures.ProcessPoolExecutor` cost the edge ~0.5 ms of CPU per render in thread
+wake-ups; see benchmarks/README.md). A worker is given up to `depth` tasks at a time (2: the
+one it runs and the next, which it reads as soon as it answers, so it does not sit idle until
+the busy event loop reads that answer and writes it more work). Idle workers are served
+first; a task waits behind at most `depth - 1` others in a worker.
 
 - Admission: at most `processes + max_queue` tasks in flight (running + waiting); the next
   raises `Overloaded` at once.
 - Timeout: a task past `timeout_s` (queue wait included) raises `Timeout`; if a worker is
-  running it, that worker is SIGKILLed and replaced.
+  running it, that worker is SIGKILLed and replaced (a task that expires queued in a worker
+  is given another `timeout_s` to run once it starts).
 - Healing: a worker that dies (segfault, OOM kill, SIGKILL) fails only the task it was running
-  (`WorkerCrashed`): waiting tasks were never given to it. A replacement starts at once, so
-  one dead worker never breaks the pool (as it breaks a `ProcessPoolExecutor` for good).
+  (`WorkerCrashed`): the tasks queued behind it in its socket never started and run elsewhere.
+  A replacement starts at once, so one dead worker never breaks the pool (as it breaks a
+  `ProcessPoolExecutor` for good).
 - Workers live as long as the pool (no `max_tasks_per_child`, which deadlocks on 3.11).
 - Held sources: a worker keeps the last `hold_bytes` of large byte-string arguments it was
   sent (transforms/worker.py), and an idle worker that holds a task's source is preferred, so
@@ -55,6 +60,7 @@ READ_SIZE = 256 * 1024
 # Smaller arguments travel with every task; avatar masters (22-45 KB) are held.
 HOLD_MIN_BYTES = 16 * 1024
 HOLD_BYTES = 8 * 1024 * 1024  # per worker: the originals of the last few dozen misses
+DEPTH = 2  # tasks a worker is given at once: the one it runs and the next
 DECODED_BYTES = 32 * 1024 * 1024  # per worker: ten ~1024 px sources' pixels (transforms/held.py)
 
 
@@ -62,7 +68,7 @@ class Job:
     """One task: its call, the caller's future, and the worker running it (if any). The call
     is pickled when a worker is chosen: what it must carry depends on what that worker holds."""
 
-    __slots__ = ("args", "fn", "future", "released", "timer", "worker")
+    __slots__ = ("args", "fn", "future", "released", "timer", "undelivered", "worker")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]
@@ -73,6 +79,7 @@ class Job:
         self.timer: asyncio.TimerHandle | None = None
         self.worker: Worker | None = None
         self.released = False
+        self.undelivered = False  # it could not even be written: its worker was gone
 
 
 class Worker:
@@ -87,7 +94,7 @@ class Worker:
         self.fd = sock.fileno()
         sock.setblocking(False)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.job: Job | None = None
+        self.jobs: collections.deque[Job] = collections.deque()  # running first, then queued
         self.ready = False
         self.gone = False
         self.undelivered = False  # a task could not even be written: the worker was gone
@@ -246,10 +253,12 @@ class TransformPool:
         on_restart: Callable[[], None] | None = None,
         hold_bytes: int = HOLD_BYTES,
         decoded_bytes: int = DECODED_BYTES,
+        depth: int = DEPTH,
     ) -> None:
         self.processes = processes if processes > 0 else (os.cpu_count() or 1)
         self.hold_bytes = hold_bytes  # per worker; 0: every task carries its source
         self.decoded_bytes = decoded_bytes  # per worker: pixels of held sources rendered again
+        self.depth = max(1, depth)
         self.tokens = itertools.count(1)
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -261,7 +270,7 @@ class TransformPool:
         # replacement worker is ready in milliseconds. Ignored if the server is already running.
         self._context.set_forkserver_preload(["transforms.worker"])
         self._workers: set[Worker] = set()
-        self._idle: list[Worker] = []
+        self._ready: list[Worker] = []  # started and not lost
         self._waiting: collections.deque[Job] = collections.deque()
         self._in_flight = 0  # jobs waiting or running (a cancelled caller's too, until done)
         self._started = False
@@ -307,13 +316,13 @@ class TransformPool:
             settle(job.future, Overloaded("the transform pool is shutting down"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        while any(w.job is not None for w in self._workers) and loop.time() < deadline:
+        while any(w.jobs for w in self._workers) and loop.time() < deadline:
             await self._next_ready(max(0.0, deadline - loop.time()))
         for task in list(self._background):
             task.cancel()
         workers = list(self._workers)
         for w in workers:
-            if w.job is not None:
+            if w.jobs:
                 w.kill()
             w.close()
         await asyncio.to_thread(join_all, [w.process for w in workers], 2.0)
@@ -366,7 +375,7 @@ class TransformPool:
         for w in list(self._workers):
             w.attach(loop)
         self._waiting.clear()
-        self._in_flight = sum(1 for w in self._workers if w.job is not None)
+        self._in_flight = sum(len(w.jobs) for w in self._workers)
         self._background.clear()
         if self._started and not self._closed:
             for _ in range(self.processes - len(self._workers)):
@@ -378,29 +387,37 @@ class TransformPool:
         task.add_done_callback(self._background.discard)
 
     def _dispatch(self) -> None:
-        while self._waiting and self._idle:
-            job = self._waiting.popleft()
+        while self._waiting:
+            job = self._waiting[0]
             w = self._pick(job)
+            if w is None:
+                return
+            self._waiting.popleft()
             try:
                 message = w.encode(job.fn, job.args)
             except Exception as err:  # an argument pickle cannot carry: this caller's error
-                self._idle.append(w)
                 self._release(job)
                 settle(job.future, err)
                 continue
-            w.job, job.worker = job, w
+            w.jobs.append(job)
+            job.worker = w
             w.send(message)
-            if not w.undelivered:
-                job.args = ()  # sent; the job need not keep the source while it renders
+            job.undelivered = w.undelivered
+            if not w.undelivered and len(w.jobs) == 1:
+                job.args = ()  # running; a queued job keeps them in case it must move
 
-    def _pick(self, job: Job) -> Worker:
-        """An idle worker, one that holds the job's source if there is one."""
-        idle = self._idle
-        if len(idle) > 1:
-            for i, w in enumerate(idle):
-                if w.holds(job.args):
-                    return idle.pop(i)
-        return idle.pop()
+    def _pick(self, job: Job) -> Worker | None:
+        """The worker with the fewest tasks (below `depth`), one that holds the job's source
+        among equals; None when every worker has `depth` tasks."""
+        best: Worker | None = None
+        best_rank = (self.depth, True)
+        for w in self._ready:
+            if w.undelivered:  # gone; lost as soon as its socket says so
+                continue
+            rank = (len(w.jobs), not w.holds(job.args))
+            if rank < best_rank:
+                best, best_rank = w, rank
+        return best
 
     def _release(self, job: Job) -> None:
         if job.released:
@@ -414,29 +431,35 @@ class TransformPool:
     def _expire(self, job: Job) -> None:
         job.timer = None
         error = Timeout(f"the transform took longer than {self.timeout_s:g} s")
-        if job.worker is None:  # still waiting
+        w = job.worker
+        if w is None:  # still waiting
             with contextlib.suppress(ValueError):
                 self._waiting.remove(job)
             self._release(job)
             settle(job.future, error)
             return
-        # A running task cannot be interrupted: kill its worker (replaced when its socket
-        # closes; the slot is free then).
         settle(job.future, error)
-        job.worker.kill()
+        if w.jobs and w.jobs[0] is job:
+            # A running task cannot be interrupted: kill its worker (replaced when its socket
+            # closes; the slot is free then).
+            w.kill()
+        elif self._loop is not None:  # queued in a worker: it may still hang once it runs
+            job.timer = self._loop.call_later(self.timeout_s, self._expire, job)
 
     def _on_frame(self, w: Worker, frame: bytes) -> None:
         if not w.ready:  # the first frame: libvips is set up
             w.ready = True
             self._failed_starts = 0
-            self._idle.append(w)
+            self._ready.append(w)
             self._wake_ready()
             self._dispatch()
             return
-        job, w.job = w.job, None
-        if job is None:  # an answer nobody asked for: this worker cannot be trusted
+        if not w.jobs:  # an answer nobody asked for: this worker cannot be trusted
             w.kill()
             return
+        job = w.jobs.popleft()
+        if w.jobs:
+            w.jobs[0].args = ()  # the next one is running now
         self._release(job)
         try:
             ok, value = pickle.loads(frame)
@@ -448,7 +471,6 @@ class TransformPool:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
-        self._idle.append(w)
         self._wake_ready()
         self._dispatch()
 
@@ -458,17 +480,21 @@ class TransformPool:
         w.gone = True
         w.close()
         self._workers.discard(w)
-        if w in self._idle:
-            self._idle.remove(w)
-        job, w.job = w.job, None
-        if job is not None and w.undelivered and not job.future.done():
-            # It died idle, before this task reached it: the task is innocent, run it elsewhere.
-            job.worker = None
-            self._waiting.appendleft(job)
-        elif job is not None:
-            self._release(job)
-            crashed = WorkerCrashed("the transform worker died while rendering this image")
-            settle(job.future, crashed)
+        if w in self._ready:
+            self._ready.remove(w)
+        jobs, w.jobs = list(w.jobs), collections.deque()
+        for i, job in reversed(list(enumerate(jobs))):
+            if job.future.done():  # timed out or its caller left: nothing to run it for
+                self._release(job)
+            elif i > 0 or job.undelivered:
+                # Queued behind the running task, or it died before this one reached it:
+                # the task never ran, so it is innocent: run it elsewhere, in its turn.
+                job.worker = None
+                self._waiting.appendleft(job)
+            else:
+                self._release(job)
+                crashed = WorkerCrashed("the transform worker died while rendering this image")
+                settle(job.future, crashed)
         if not w.ready:
             self._failed_starts += 1
         self._wake_ready()

@@ -22,7 +22,7 @@ from transforms.errors import (
     UnsupportedImage,
     WorkerCrashed,
 )
-from transforms.pool import TransformPool
+from transforms.pool import TransformPool, Worker
 from transforms.spec import Limits, TransformSpec
 
 LIMITS = Limits()
@@ -238,3 +238,61 @@ def wait_gone(pid: int, within_s: float = 5.0) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} still there after {within_s} s")
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+async def test_a_worker_is_given_its_next_task_before_it_answers(
+    depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `depth` 2 a busy worker already has its next task (it reads it as soon as it
+    answers, without waiting for the event loop); never more than `depth` at once."""
+    sent: list[int] = []
+    send = Worker.send
+    monkeypatch.setattr(Worker, "send", lambda w, message: (sent.append(w.pid), send(w, message)))
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=10, depth=depth)
+    await pool.start()
+    try:
+        work = [asyncio.ensure_future(pool.run(tasks.sleep, 0.3)) for _ in range(3)]
+        await asyncio.sleep(0.15)
+        assert len(sent) == depth and pool.queued == 3
+        assert await asyncio.gather(*work) == [pool.worker_pids[0]] * 3
+    finally:
+        await pool.close()
+
+
+async def test_the_task_queued_behind_a_crash_runs_elsewhere() -> None:
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=10)
+    await pool.start()
+    try:
+        (before,) = pool.worker_pids
+        crashed = asyncio.ensure_future(pool.run(tasks.crash))
+        behind = asyncio.ensure_future(pool.run(tasks.pid))
+        await asyncio.sleep(0)
+        assert len(pool._ready[0].jobs) == 2  # both were given to the one worker
+        with pytest.raises(WorkerCrashed):
+            await crashed
+        assert await behind not in (before, None)  # it never ran there: the replacement ran it
+        assert pool.restarts == 1 and pool.queued == 0
+    finally:
+        await pool.close()
+
+
+async def test_a_task_that_expires_queued_in_a_worker_is_still_stopped_if_it_hangs() -> None:
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=1.0)
+    await pool.start()
+    try:
+        first = asyncio.ensure_future(pool.run(tasks.sleep, 0.3))
+        hanging = asyncio.ensure_future(pool.run(tasks.sleep, 30))
+        await asyncio.sleep(0)
+        queued = pool._ready[0].jobs[1]
+        pool._expire(queued)  # as if its deadline came while it waited in the worker
+        with pytest.raises(Timeout):
+            await hanging  # its caller hears at once ...
+        assert isinstance(await first, int)
+        started = time.perf_counter()
+        while pool.restarts == 0:  # ... and the worker running it is stopped in timeout_s
+            assert time.perf_counter() - started < 3.0
+            await asyncio.sleep(0.05)
+        assert isinstance(await pool.run(tasks.pid), int) and pool.queued == 0
+    finally:
+        await pool.close()
