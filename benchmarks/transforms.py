@@ -13,8 +13,10 @@ rep and reported as median and min..max over reps.
 A second, noise-free figure per cell: CPU ms per image of `pipeline.render` against the bare
 calls, in this process. A third: the pool's own CPU per image in this process (the serving
 process's share of a render: pickling, the socket, the loop), which `--held-bytes 0` shows
-without held sources (every task then carries its ~100-270 KB source). Writes
-`benchmarks/results/transforms.json`.
+without held sources (every task then carries its ~100-270 KB source). The corpus is rendered
+over and over, so by default the pool's workers render from decoded pixels
+(transforms/held.py) and the ratio shows that saving; `--decoded-bytes 0` measures the
+pool against bare pyvips doing the same work. Writes `benchmarks/results/transforms.json`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import pyvips
 import imgcdn
 from transforms.formats import save_options
 from transforms.pipeline import render
-from transforms.pool import HOLD_BYTES, TransformPool
+from transforms.pool import DECODED_BYTES, HOLD_BYTES, TransformPool
 from transforms.spec import Limits, TransformSpec
 
 SAMPLES = Path(imgcdn.__file__).parent / "samples"
@@ -142,11 +144,19 @@ def cpu_cost(images: list[bytes], width: int, fmt: str) -> dict[str, float]:
 
 
 async def measure(
-    processes: int, reps: int, repeat: int, held_bytes: int = HOLD_BYTES
+    processes: int,
+    reps: int,
+    repeat: int,
+    held_bytes: int = HOLD_BYTES,
+    decoded_bytes: int = DECODED_BYTES,
 ) -> list[dict[str, Any]]:
     images = corpus()
     pool = TransformPool(
-        processes, max_queue=len(images) * CHUNK_PASSES, timeout_s=120, hold_bytes=held_bytes
+        processes,
+        max_queue=len(images) * CHUNK_PASSES,
+        timeout_s=120,
+        hold_bytes=held_bytes,
+        decoded_bytes=decoded_bytes,
     )
     await pool.start()
     context = multiprocessing.get_context("forkserver")
@@ -204,6 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=HOLD_BYTES,
         help=f"sources each worker keeps (edge.transforms.held_source_bytes; {HOLD_BYTES})",
     )
+    parser.add_argument(
+        "--decoded-bytes",
+        type=int,
+        default=DECODED_BYTES,
+        help=f"decoded pixels each worker keeps (edge.transforms.decoded_source_bytes; "
+        f"{DECODED_BYTES})",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -212,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER, flush=True)
     started = time.perf_counter()
     bare_init()  # the in-process CPU comparison runs with the workers' libvips settings
-    cells = asyncio.run(measure(args.processes, args.reps, args.repeat, args.held_bytes))
+    cells = asyncio.run(
+        measure(args.processes, args.reps, args.repeat, args.held_bytes, args.decoded_bytes)
+    )
     met = all(c["ratio_median"] >= GOAL_RATIO for c in cells if c["width"] == GOAL_WIDTH)
     result = {
         "benchmark": "transforms",
@@ -226,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "processes": args.processes,
             "held_bytes": args.held_bytes,
+            "decoded_bytes": args.decoded_bytes,
             "reps": args.reps,
             "images_per_rep": count,
             "widths": WIDTHS,
