@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -294,5 +295,29 @@ async def test_a_task_that_expires_queued_in_a_worker_is_still_stopped_if_it_han
             assert time.perf_counter() - started < 3.0
             await asyncio.sleep(0.05)
         assert isinstance(await pool.run(tasks.pid), int) and pool.queued == 0
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_only_the_tasks_that_crash_fail_with_worker_crashed(seed: int) -> None:
+    """Random bursts of short tasks, failing tasks and crashing tasks on two workers given two
+    tasks each: every caller hears its own outcome; no task is blamed for another's crash."""
+    rng = random.Random(seed)
+    pool = TransformPool(processes=2, max_queue=64, timeout_s=20)
+    await pool.start()
+    try:
+        kinds = [rng.choice(["ok", "ok", "ok", "fail", "crash"]) for _ in range(40)]
+        calls = {
+            "ok": lambda: pool.run(tasks.sleep, rng.choice([0.0, 0.01, 0.03])),
+            "fail": lambda: pool.run(tasks.fail, "no"),
+            "crash": lambda: pool.run(tasks.crash),
+        }
+        outcomes = await asyncio.gather(*(calls[kind]() for kind in kinds), return_exceptions=True)
+        expected = {"ok": int, "fail": ValueError, "crash": WorkerCrashed}
+        for kind, outcome in zip(kinds, outcomes, strict=True):
+            assert isinstance(outcome, expected[kind]), (kind, outcome)
+        assert pool.restarts == kinds.count("crash") and pool.queued == 0
+        assert isinstance(await pool.run(tasks.pid), int)
     finally:
         await pool.close()
