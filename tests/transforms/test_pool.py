@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,17 @@ from transforms.spec import Limits, TransformSpec
 LIMITS = Limits()
 RSS_BOUND = 512 * 1024 * 1024  # the stated bound on one worker's resident memory
 Read = Callable[[str], bytes]
+
+
+@contextlib.asynccontextmanager
+async def running(**kwargs: Any) -> AsyncIterator[TransformPool]:
+    """A started pool, closed when the block ends."""
+    pool = TransformPool(**kwargs)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 class Restarts:
@@ -78,9 +91,7 @@ async def test_errors_come_back_with_their_class(pool: TransformPool, sample_byt
 
 
 async def test_overflow_raises_overloaded_at_once() -> None:
-    pool = TransformPool(processes=1, max_queue=2, timeout_s=10)
-    await pool.start()
-    try:
+    async with running(processes=1, max_queue=2, timeout_s=10) as pool:
         busy = [asyncio.ensure_future(pool.run(tasks.sleep, 0.5)) for _ in range(3)]
         await asyncio.sleep(0.05)
         assert pool.queued == 3  # one running, two waiting
@@ -92,8 +103,6 @@ async def test_overflow_raises_overloaded_at_once() -> None:
         await asyncio.gather(*busy)
         assert pool.queued == 0
         assert await pool.run(tasks.pid) in pool.worker_pids
-    finally:
-        await pool.close()
     with pytest.raises(Overloaded):
         await pool.run(tasks.pid)
 
@@ -136,9 +145,7 @@ async def test_segfault_is_worker_crashed(pool: TransformPool) -> None:
 
 
 async def test_timeout_kills_the_stuck_worker() -> None:
-    pool = TransformPool(processes=1, max_queue=4, timeout_s=1.0)
-    await pool.start()
-    try:
+    async with running(processes=1, max_queue=4, timeout_s=1.0) as pool:
         (before,) = pool.worker_pids
         started = time.perf_counter()
         with pytest.raises(Timeout) as err:
@@ -149,8 +156,6 @@ async def test_timeout_kills_the_stuck_worker() -> None:
         assert after != before
         assert pool.restarts == 1
         assert pool.queued == 0
-    finally:
-        await pool.close()
 
 
 async def test_workers_run_the_libvips_policy(pool: TransformPool) -> None:
@@ -159,9 +164,7 @@ async def test_workers_run_the_libvips_policy(pool: TransformPool) -> None:
 
 
 async def test_hostile_inputs_keep_worker_memory_bounded(sample_bytes: Read) -> None:
-    pool = TransformPool(processes=1, max_queue=8, timeout_s=20)
-    await pool.start()
-    try:
+    async with running(processes=1, max_queue=8, timeout_s=20) as pool:
         data = sample_bytes("astronaut.jpg")
         hostile: list[tuple[bytes, type[ImgcdnError]]] = [
             (images.png_bomb(), SourceTooLarge),
@@ -185,25 +188,19 @@ async def test_hostile_inputs_keep_worker_memory_bounded(sample_bytes: Read) -> 
         rss = await pool.run(worker.rss_bytes)
         assert 0 < rss < RSS_BOUND
         assert pool.restarts == 0
-    finally:
-        await pool.close()
 
 
 async def test_a_cancelled_caller_keeps_its_slot_until_the_worker_is_done() -> None:
-    pool = TransformPool(processes=1, max_queue=1, timeout_s=10)
-    await pool.start()
-    try:
-        running = asyncio.ensure_future(pool.run(tasks.sleep, 0.5))
+    async with running(processes=1, max_queue=1, timeout_s=10) as pool:
+        task = asyncio.ensure_future(pool.run(tasks.sleep, 0.5))
         await asyncio.sleep(0.2)
-        running.cancel()
+        task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await running
+            await task
         assert pool.queued == 1  # the worker is still busy with it
         await asyncio.sleep(0.6)
         assert pool.queued == 0
         assert await pool.run(tasks.pid) in pool.worker_pids
-    finally:
-        await pool.close()
 
 
 async def test_close_refuses_waiting_work() -> None:
@@ -250,21 +247,15 @@ async def test_a_worker_is_given_its_next_task_before_it_answers(
     sent: list[int] = []
     send = Worker.send
     monkeypatch.setattr(Worker, "send", lambda w, message: (sent.append(w.pid), send(w, message)))
-    pool = TransformPool(processes=1, max_queue=4, timeout_s=10, depth=depth)
-    await pool.start()
-    try:
+    async with running(processes=1, max_queue=4, timeout_s=10, depth=depth) as pool:
         work = [asyncio.ensure_future(pool.run(tasks.sleep, 0.3)) for _ in range(3)]
         await asyncio.sleep(0.15)
         assert len(sent) == depth and pool.queued == 3
         assert await asyncio.gather(*work) == [pool.worker_pids[0]] * 3
-    finally:
-        await pool.close()
 
 
 async def test_the_task_queued_behind_a_crash_runs_elsewhere() -> None:
-    pool = TransformPool(processes=1, max_queue=4, timeout_s=10)
-    await pool.start()
-    try:
+    async with running(processes=1, max_queue=4, timeout_s=10) as pool:
         (before,) = pool.worker_pids
         crashed = asyncio.ensure_future(pool.run(tasks.crash))
         behind = asyncio.ensure_future(pool.run(tasks.pid))
@@ -274,14 +265,10 @@ async def test_the_task_queued_behind_a_crash_runs_elsewhere() -> None:
             await crashed
         assert await behind not in (before, None)  # it never ran there: the replacement ran it
         assert pool.restarts == 1 and pool.queued == 0
-    finally:
-        await pool.close()
 
 
 async def test_a_task_that_expires_queued_in_a_worker_is_still_stopped_if_it_hangs() -> None:
-    pool = TransformPool(processes=1, max_queue=4, timeout_s=1.0)
-    await pool.start()
-    try:
+    async with running(processes=1, max_queue=4, timeout_s=1.0) as pool:
         first = asyncio.ensure_future(pool.run(tasks.sleep, 0.3))
         hanging = asyncio.ensure_future(pool.run(tasks.sleep, 30))
         await asyncio.sleep(0)
@@ -295,8 +282,6 @@ async def test_a_task_that_expires_queued_in_a_worker_is_still_stopped_if_it_han
             assert time.perf_counter() - started < 3.0
             await asyncio.sleep(0.05)
         assert isinstance(await pool.run(tasks.pid), int) and pool.queued == 0
-    finally:
-        await pool.close()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -304,9 +289,7 @@ async def test_only_the_tasks_that_crash_fail_with_worker_crashed(seed: int) -> 
     """Random bursts of short tasks, failing tasks and crashing tasks on two workers given two
     tasks each: every caller hears its own outcome; no task is blamed for another's crash."""
     rng = random.Random(seed)
-    pool = TransformPool(processes=2, max_queue=64, timeout_s=20)
-    await pool.start()
-    try:
+    async with running(processes=2, max_queue=64, timeout_s=20) as pool:
         kinds = [rng.choice(["ok", "ok", "ok", "fail", "crash"]) for _ in range(40)]
         calls = {
             "ok": lambda: pool.run(tasks.sleep, rng.choice([0.0, 0.01, 0.03])),
@@ -319,5 +302,3 @@ async def test_only_the_tasks_that_crash_fail_with_worker_crashed(seed: int) -> 
             assert isinstance(outcome, expected[kind]), (kind, outcome)
         assert pool.restarts == kinds.count("crash") and pool.queued == 0
         assert isinstance(await pool.run(tasks.pid), int)
-    finally:
-        await pool.close()
