@@ -1,10 +1,6 @@
 """hash -> (photo_id, version, rating): the one mutable thing about an avatar, cached briefly.
 
 - A found hash is kept `lookup_ttl_s` (`fresh`); a 404 `negative_ttl_s` (`negative`).
-- Refresh ahead: a cached answer used after `REFRESH_AFTER` of its TTL is still served, and
-  one background call asks the origin again, so a hash in use never expires and no request
-  waits for its lookup (a request after the TTL still waits, as before). The answer is never
-  older than its TTL: a lost purge still shows within `lookup_ttl_s`.
 - Concurrent lookups of one hash make one origin call (single-flight).
 - The last good answer is also kept for `stale_if_error_s` (`known`): when the origin fails,
   known hashes keep being served (as stale) instead of failing.
@@ -29,7 +25,6 @@ from transforms.errors import OriginFailed, Timeout
 
 MAX_ENTRIES = 100_000  # per cache; a lookup is ~300 bytes
 DOWN_BACKOFF_S = 1.0
-REFRESH_AFTER = 0.8  # of a lookup's TTL: used after this, it is asked again in the background
 ORIGIN_DOWN = (OriginFailed, Timeout)
 
 Ask = Callable[[str], Awaitable[Avatar | None]]
@@ -59,8 +54,6 @@ class AvatarLookups:
         when the origin fails and this hash has no last known answer."""
         cached = self.fresh.get(avatar_hash) or self.negative.get(avatar_hash)
         if cached is not None:
-            if self.ttl_left(cached, time.time()) < self.refresh_margin(cached):
-                self.refresh(avatar_hash)
             return cached
         if time.monotonic() < self.down_until:
             return self.fallback(avatar_hash, OriginFailed("origin: failing, retried shortly"))
@@ -71,18 +64,8 @@ class AvatarLookups:
 
     def ttl_left(self, lookup: Lookup, now: float) -> float:
         """Seconds until the edge asks the origin again (negative once stale)."""
-        return self.ttl(lookup) - (now - lookup.checked_at)
-
-    def ttl(self, lookup: Lookup) -> float:
-        return self.ttl_s if lookup.avatar is not None else self.negative_ttl_s
-
-    def refresh_margin(self, lookup: Lookup) -> float:
-        return (1.0 - REFRESH_AFTER) * self.ttl(lookup)
-
-    def refresh(self, avatar_hash: str) -> None:
-        """Ask the origin about `avatar_hash` in the background, once (not while it is down)."""
-        if time.monotonic() >= self.down_until:
-            self.flights.start((avatar_hash, self.purges), lambda: self._ask(avatar_hash))
+        ttl = self.ttl_s if lookup.avatar is not None else self.negative_ttl_s
+        return ttl - (now - lookup.checked_at)
 
     async def _ask(self, avatar_hash: str) -> Lookup:
         purges = self.purges

@@ -27,18 +27,13 @@ class SingleFlight(Generic[K, T]):
 
     async def run(self, key: K, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """Return (result, shared): shared is True when another caller's run produced it."""
-        shared = key in self._flights
-        return await asyncio.shield(self.start(key, work)), shared
-
-    def start(self, key: K, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
-        """The flight under `key`, started now unless one is running. Nobody has to wait for
-        it: its result reaches later `run` callers while it runs, its exception nobody."""
         task = self._flights.get(key)
+        shared = task is not None
         if task is None:
             task = asyncio.ensure_future(work())
             self._flights[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
-        return task
+        return await asyncio.shield(task), shared
 
     def _forget(self, key: K, task: asyncio.Task[T]) -> None:
         if self._flights.get(key) is task:
