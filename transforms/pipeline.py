@@ -2,9 +2,11 @@
 
 Steps, top to bottom: byte limit -> magic-byte allow-list -> header probe (`access=sequential`,
 pixel and frame limits, the loader libvips picked must be allowed) -> `thumbnail_buffer`
-(shrink-on-load, EXIF auto-rotate, smart crop) -> sRGB -> blur/sharpen -> alpha (flattened onto
-white for JPEG) -> pad (contain) -> save without metadata. Synchronous, no I/O, no config.
-Run it through `transforms.pool.TransformPool`, whose workers call `configure_vips()`.
+(shrink-on-load, EXIF auto-rotate, smart crop; or the same `thumbnail_image` call on a
+source's kept pixels, see `decode` and transforms/held.py) -> sRGB -> blur/sharpen -> alpha
+(flattened onto white for JPEG) -> pad (contain) -> save without metadata. Synchronous, no
+I/O, no config. Run it through `transforms.pool.TransformPool`, whose workers call
+`configure_vips()`.
 """
 
 from __future__ import annotations
