@@ -458,8 +458,8 @@ class TransformPool:
             w.kill()
             return
         job = w.jobs.popleft()
-        if w.jobs:
-            w.jobs[0].args = ()  # the next one is running now
+        if w.jobs and not w.jobs[0].undelivered:
+            w.jobs[0].args = ()  # the next one is running now (one never written may move)
         self._release(job)
         try:
             ok, value = pickle.loads(frame)

@@ -302,3 +302,17 @@ async def test_only_the_tasks_that_crash_fail_with_worker_crashed(seed: int) -> 
             assert isinstance(outcome, expected[kind]), (kind, outcome)
         assert pool.restarts == kinds.count("crash") and pool.queued == 0
         assert isinstance(await pool.run(tasks.pid), int)
+
+
+async def test_a_task_written_to_a_worker_that_had_just_died_runs_elsewhere_intact() -> None:
+    """The worker answers its task and dies before the loop reads that answer; the next task,
+    written to its closed socket meanwhile, moves to the replacement with its arguments."""
+    async with running(processes=1, max_queue=4, timeout_s=10) as pool:
+        (before,) = pool.worker_pids
+        first = asyncio.ensure_future(pool.run(tasks.answer_then_die, 7))
+        await asyncio.sleep(0)  # written to the worker
+        wait_gone(before)  # blocking on purpose: the loop reads neither the answer nor the EOF
+        second = asyncio.ensure_future(pool.run(tasks.echo, "intact"))
+        assert await first == 7
+        assert await second == "intact"
+        assert pool.restarts == 1 and pool.queued == 0
