@@ -199,11 +199,14 @@ def pyvips_worker(
         pyvips.concurrency_set(1)
         suffix, options = save_options("jpeg", quality, progressive=progressive)
         data = {j.source: (Path(sources_dir) / j.source).read_bytes() for j in jobs}
-        pixels = {
-            source: pyvips.Image.new_from_buffer(body, "", access="sequential").copy_memory()
-            for source, body in data.items()
+        pixels = (
+            {
+                source: pyvips.Image.new_from_buffer(body, "", access="sequential").copy_memory()
+                for source, body in data.items()
+            }
             if decoded
-        }
+            else {}
+        )
 
         def render(job: RenderJob) -> int:
             kwargs: dict[str, object] = {}

@@ -32,6 +32,14 @@ class Held(NamedTuple):
     token: int
 
 
+class Known(NamedTuple):
+    """What the first render of a held source learnt: its header, and the DCT shrink its
+    pixels would be kept at (None: never kept)."""
+
+    info: ImageInfo
+    shrink: int | None
+
+
 class HeldSources:
     """This worker's held bytes by token, and decoded pixels for some of them."""
 
@@ -39,8 +47,7 @@ class HeldSources:
         self.budget = budget  # bytes of decoded pixels; 0: never decode for reuse
         self.data: dict[int, bytes] = {}  # token -> bytes
         self.tokens: dict[int, int] = {}  # id(bytes) -> token, for the bytes held above
-        self.infos: dict[int, ImageInfo] = {}  # token -> what its header said
-        self.shrinks: dict[int, int | None] = {}  # token -> the scale its pixels fit at
+        self.known: dict[int, Known] = {}  # token -> its header and pixel scale
         self.pixels: collections.OrderedDict[int, Decoded] = collections.OrderedDict()
         self.pixel_bytes = 0
 
@@ -50,8 +57,7 @@ class HeldSources:
             data = self.data.pop(token, None)
             if data is not None:
                 del self.tokens[id(data)]
-            self.infos.pop(token, None)
-            self.shrinks.pop(token, None)
+            self.known.pop(token, None)
             self._drop_pixels(token)
         for token, data in carry:
             self.data[token] = data
@@ -69,32 +75,30 @@ class HeldSources:
         token = self.tokens.get(id(data))
         if token is None or self.budget <= 0:
             return pipeline.render(data, spec, limits)
-        info = self.infos.get(token)
-        if info is None:  # the first render of this source: from the bytes, as always
-            info = pipeline.probe(data, limits)
-            self.infos[token] = info
+        known = self.known.get(token)
+        if known is None:  # the first render of this source: from the bytes, as always
+            info, header = pipeline.open_header(data, limits)
+            # at most half the budget: two sources always fit
+            shrink = pipeline.decode_shrink(info, pipeline.pixel_bytes(header), self.budget // 2)
+            self.known[token] = Known(info, shrink)
             return pipeline.render_probed(data, info, spec, limits)
+        info, shrink = known
         pipeline.check_limits(info, len(data), limits)
         p = pipeline.plan_for(info, spec, limits)
-        kept = self.pixels.get(token)
+        kept = self.pixels.get(token)  # if any, decoded at `shrink`
         if kept is not None:
             self.pixels.move_to_end(token)
-        else:
-            if token not in self.shrinks:  # at most half the budget: two sources always fit
-                self.shrinks[token] = pipeline.decode_shrink(data, info, self.budget // 2)
-            shrink = self.shrinks[token]
-            # decoded only for a render it serves: a later, smaller one may come first
-            if shrink is not None and reusable(shrink, info.width, info.height, p):
-                kept = self._decode(token, data, shrink)
-        if kept is not None and not reusable(kept.shrink, info.width, info.height, p):
+        if shrink is None or not reusable(shrink, info.width, info.height, p):
             kept = None
+        elif kept is None:  # decoded only for a render it serves: a smaller one may come later
+            kept = self._decode(token, data, shrink)
         return pipeline.render_probed(data, info, spec, limits, kept)
 
     def _decode(self, token: int, data: bytes, shrink: int) -> Decoded | None:
         try:
             decoded = pipeline.decode(data, shrink)
         except CorruptImage:  # rendering from the bytes decides what the client hears
-            self.shrinks[token] = None
+            self.known[token] = self.known[token]._replace(shrink=None)
             return None
         while self.pixels and self.pixel_bytes + decoded.nbytes > self.budget:
             self._drop_pixels(next(iter(self.pixels)))

@@ -93,8 +93,7 @@ def probe(data: bytes, limits: Limits) -> ImageInfo:
 
 
 def open_header(data: bytes, limits: Limits) -> tuple[ImageInfo, pyvips.Image]:
-    if len(data) > limits.max_src_bytes:
-        raise SourceTooLarge(f"source is {len(data)} bytes, the limit is {limits.max_src_bytes}")
+    check_size(len(data), limits)  # before the header is even read
     if sniff(data) is None:
         raise UnsupportedImage(
             "not an image in an accepted format (jpeg, png, webp, gif, avif, tiff)"
@@ -122,10 +121,14 @@ def open_header(data: bytes, limits: Limits) -> tuple[ImageInfo, pyvips.Image]:
     return info, image
 
 
-def check_limits(info: ImageInfo, size: int, limits: Limits) -> None:
-    """413 if a source of `size` bytes with this header passes `limits`."""
+def check_size(size: int, limits: Limits) -> None:
     if size > limits.max_src_bytes:
         raise SourceTooLarge(f"source is {size} bytes, the limit is {limits.max_src_bytes}")
+
+
+def check_limits(info: ImageInfo, size: int, limits: Limits) -> None:
+    """413 if a source of `size` bytes with this header passes `limits`."""
+    check_size(size, limits)
     if info.frames > limits.max_frames:
         raise SourceTooLarge(f"source has {info.frames} frames, the limit is {limits.max_frames}")
     if info.width * info.height * info.frames > limits.max_src_pixels:
@@ -149,7 +152,9 @@ def render_probed(
 ) -> Rendered:
     """`render` for a source whose header `probe` has already read and checked into `info`;
     from `kept` (its decoded pixels, which `geometry.reusable` says serve `spec`) if given."""
-    fmt = output_format(info, spec)
+    fmt = (
+        spec.format if spec.format != "auto" else source_output_format(info.format, info.has_alpha)
+    )
     animated = info.frames > 1 and fmt in ANIMATED_FORMATS
     p = plan_for(info, spec, limits)
     try:
@@ -164,29 +169,23 @@ def render_probed(
     return Rendered(bytes(body), CONTENT_TYPES[fmt], p.width, p.height, fmt)
 
 
-def output_format(info: ImageInfo, spec: TransformSpec) -> str:
-    return (
-        spec.format if spec.format != "auto" else source_output_format(info.format, info.has_alpha)
-    )
-
-
 def plan_for(info: ImageInfo, spec: TransformSpec, limits: Limits) -> Plan:
     return plan(info.width, info.height, spec, limits.max_dimension)
 
 
-def decode_shrink(data: bytes, info: ImageInfo, max_bytes: int) -> int | None:
-    """The scale to keep `data`'s pixels at: the smallest JPEG DCT shrink (1 for other formats)
-    whose decoded pixels fit `max_bytes`; None if none does (or `info` is an animation)."""
+def pixel_bytes(image: pyvips.Image) -> int:
+    """Bytes one pixel of `image` takes in memory (all bands)."""
+    return int(image.bands) * BAND_BYTES.get(str(image.format), 16)
+
+
+def decode_shrink(info: ImageInfo, pixel: int, max_bytes: int) -> int | None:
+    """The scale to keep a source's pixels at (`pixel` bytes each, per `pixel_bytes` of its
+    header): the smallest JPEG DCT shrink (1 for other formats) whose decoded pixels fit
+    `max_bytes`; None if none does, or for an animation."""
     if info.frames != 1:
         return None
-    try:
-        header = pyvips.Image.new_from_buffer(data, "", access="sequential")
-        pixel = header.bands * BAND_BYTES.get(str(header.format), 16)
-        width, height = header.width, header.height
-    except pyvips.Error:
-        raise CorruptImage("the image header cannot be read") from None
     for shrink in (1, 2, 4, JPEG_MAX_SHRINK) if info.format == "jpeg" else (1,):
-        if -(-width // shrink) * -(-height // shrink) * pixel <= max_bytes:
+        if -(-info.width // shrink) * -(-info.height // shrink) * pixel <= max_bytes:
             return shrink
     return None
 
@@ -199,8 +198,7 @@ def decode(data: bytes, shrink: int) -> Decoded:
         image = pyvips.Image.new_from_buffer(data, load, access="sequential").copy_memory()
     except pyvips.Error:
         raise CorruptImage("the image cannot be decoded") from None
-    pixel = image.bands * BAND_BYTES.get(str(image.format), 16)
-    return Decoded(image, shrink, image.width * image.height * pixel)
+    return Decoded(image, shrink, image.width * image.height * pixel_bytes(image))
 
 
 def render_square(

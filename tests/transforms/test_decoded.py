@@ -117,7 +117,7 @@ def test_bytes_that_are_not_held_are_rendered_as_always(sample_bytes: Read) -> N
         assert sources.render(copy, TransformSpec(width=200), LIMITS) == render(
             copy, TransformSpec(width=200), LIMITS
         )
-    assert not sources.pixels and not sources.infos
+    assert not sources.pixels and not sources.known
 
 
 def test_a_zero_budget_never_decodes(sample_bytes: Read) -> None:
@@ -144,7 +144,7 @@ def test_the_budget_holds_least_recently_used_first_and_forgetting_drops_pixels(
         sources.render(datas[3], TransformSpec(width=200), LIMITS)
     assert list(sources.pixels) == [1, 3] and sources.pixel_bytes <= 7 * MIB
     sources.update([], [1])
-    assert list(sources.pixels) == [3] and 1 not in sources.infos and 1 not in sources.data
+    assert list(sources.pixels) == [3] and 1 not in sources.known and 1 not in sources.data
     assert sources.pixel_bytes == sources.pixels[3].nbytes
 
 
@@ -159,7 +159,7 @@ def test_a_source_larger_than_half_the_budget_is_kept_smaller_or_not_at_all(
     tiny = held(data, budget=64 * 1024)  # not even 1/8 scale (250 x 134 x 3) fits 32 KiB
     for width in (100, 120, 140):
         tiny.render(data, TransformSpec(width=width), LIMITS)
-    assert not tiny.pixels and tiny.shrinks[1] is None
+    assert not tiny.pixels and tiny.known[1].shrink is None
 
 
 def test_a_size_the_kept_scale_cannot_serve_waits_for_one_it_can(sample_bytes: Read) -> None:
@@ -219,7 +219,7 @@ def test_a_source_whose_pixels_cannot_be_kept_is_rendered_from_the_bytes(
         assert sources.render(data, TransformSpec(width=200), LIMITS) == render(
             data, TransformSpec(width=200), LIMITS
         )
-    assert not sources.pixels and sources.shrinks[1] is None
+    assert not sources.pixels and sources.known[1].shrink is None
 
 
 def test_reusable_keeps_libvips_margin_of_two() -> None:
