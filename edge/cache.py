@@ -125,6 +125,19 @@ def entry_size(entry: Entry) -> int:
     return len(entry.body)
 
 
+class WholeWrites(diskcache.Disk):  # type: ignore[misc]  # diskcache has no types
+    """diskcache's `Disk`, but a bytes value of a file of its own is written in one call:
+    the stock `store` iterates a `BytesIO` over it, i.e. line by line (~190 writes for 50 KB
+    of JPEG); one call saved ~15 % of such a set in a tight loop."""
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if type(value) is bytes and len(value) >= self.min_file_size:
+            filename, full_path = self.filename(key, value)
+            self._write(full_path, iter((value,)), "xb")
+            return len(value), diskcache.core.MODE_BINARY, filename, None
+        return super().store(value, read, key)
+
+
 class DiskTier:
     """diskcache with `size_limit` and LRU eviction under `edge.cache.disk_path`.
 
@@ -208,6 +221,7 @@ class DiskTier:
             "eviction_policy": "least-recently-used",
             "tag_index": True,  # purge by path tag without a full scan
             "statistics": False,
+            "disk": WholeWrites,
         }
         cache = diskcache.Cache(str(self.directory), **settings)
         self._reader = diskcache.Cache(str(self.directory), timeout=READ_WAIT_S, **settings)

@@ -117,14 +117,13 @@ class TransformSpec:
         """
         resolved = self.format if self.format != "auto" else output_format
         items: dict[str, str] = {}
-        defaults = TransformSpec()
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value == getattr(defaults, field.name):
+        for name, default in SPEC_DEFAULTS:
+            value = getattr(self, name)
+            if value == default:
                 continue
-            if field.name == "quality" and quality_is_moot(value, resolved):
+            if name == "quality" and quality_is_moot(value, resolved):
                 continue
-            items[TOKEN_NAMES[field.name]] = format_value(value)
+            items[TOKEN_NAMES[name]] = format_value(value)
         return "&".join(f"{k}={items[k]}" for k in sorted(items))
 
 
@@ -134,6 +133,12 @@ def quality_is_moot(quality: int, output_format: str | None) -> bool:
         return True
     return output_format is not None and quality == DEFAULT_QUALITY.get(output_format)
 
+
+# (field, default) of every spec field: built once, as every request the route memo does not
+# hold asks for a token (rebuilding a default spec each time was 4 of its 5.5 us)
+SPEC_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (field.name, field.default) for field in dataclasses.fields(TransformSpec)
+)
 
 TOKEN_NAMES = {
     "width": "w",

@@ -9,10 +9,12 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
+import diskcache
 import pytest
 
-from edge.cache import DiskTier, Entry, MemoryTier, TieredCache
+from edge.cache import DiskTier, Entry, MemoryTier, TieredCache, WholeWrites
 from edge.headers import strong_etag
 
 
@@ -94,6 +96,35 @@ async def test_disk_tier_survives_restart_and_evicts_by_tag(tmp_path: Path) -> N
     assert await second.evict("p") == 2
     assert await second.get("a") is None and await second.get("c") is not None
     await second.close()
+
+
+async def test_a_file_value_is_written_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """diskcache's own `Disk` writes a file value line by line; ours hands it over whole, and
+    stock diskcache (another tool, an older edge) still reads it."""
+    chunks: list[int] = []
+    write = WholeWrites._write
+
+    def counting(self: WholeWrites, path: str, iterator: Any, mode: str) -> int:
+        parts = list(iterator)
+        chunks.append(len(parts))
+        return int(write(self, path, iter(parts), mode))
+
+    monkeypatch.setattr(WholeWrites, "_write", counting)
+    tier = DiskTier(str(tmp_path / "d"), 1 << 22, Errors())
+    await tier.open()
+    big = entry(60_000, fill=b"line of jpeg\n...")  # ~3,500 newlines
+    small = entry(1_000)
+    assert await tier.set("big", big) and await tier.set("small", small)
+    await tier.close()
+    assert chunks == [1]  # one file value, one write; the small one lives in SQLite
+    stock = diskcache.Cache(str(tmp_path / "d"))
+    try:
+        assert Entry.decode(stock.get("big")) == big
+        assert Entry.decode(stock.get("small")) == small
+    finally:
+        stock.close()
 
 
 async def test_a_disk_miss_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
