@@ -37,7 +37,6 @@ import logging
 import multiprocessing
 import os
 import pickle
-import signal
 import socket
 import struct
 from collections.abc import Callable, Coroutine
@@ -61,7 +60,9 @@ READ_SIZE = 256 * 1024
 HOLD_MIN_BYTES = 16 * 1024
 HOLD_BYTES = 8 * 1024 * 1024  # per worker: the originals of the last few dozen misses
 DEPTH = 2  # tasks a worker is given at once: the one it runs and the next
-DECODED_BYTES = 32 * 1024 * 1024  # per worker: ten ~1024 px sources' pixels (transforms/held.py)
+# per worker: six ~1024 px sources' pixels (transforms/held.py); 32 MiB let the worst case of
+# edge + workers pass DESIGN's 300 MB + memory_bytes by ~15 MB
+DECODED_BYTES = 16 * 1024 * 1024
 
 
 class Job:
@@ -98,6 +99,7 @@ class Worker:
         self.ready = False
         self.gone = False
         self.undelivered = False  # a task could not even be written: the worker was gone
+        self.killed_for: Job | None = None  # the running task the pool killed this worker for
         self._buffer = bytearray()
         self._need = -1  # body length of the frame being read; -1: reading a header
         self._out: collections.deque[memoryview] = collections.deque()  # unsent bytes
@@ -142,7 +144,10 @@ class Worker:
             sent.append(Held(token))
         carry = [(token, data) for _, token, data in new]
         forget = [held[key][0] for key in dropped]
-        message = pickle.dumps((fn, tuple(sent), carry, forget), protocol=pickle.HIGHEST_PROTOCOL)
+        # The call is pickled inside the frame: the worker applies `carry` and `forget` first,
+        # so what it holds follows the pool even when the call cannot be rebuilt there.
+        call = pickle.dumps((fn, tuple(sent)), protocol=pickle.HIGHEST_PROTOCOL)
+        message = pickle.dumps((carry, forget, call), protocol=pickle.HIGHEST_PROTOCOL)
         for key in dropped:
             del held[key]
         for key in used:
@@ -171,8 +176,11 @@ class Worker:
         self.sock.close()  # the worker reads EOF and exits
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        # Not os.kill(pid): once the worker has exited (and the forkserver reaped it) its pid
+        # may belong to another process; `exitcode` reads the exit status first.
+        if self.process.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
 
     def send(self, message: bytes) -> None:
         parts = [FRAME.pack(len(message)), message]
@@ -320,6 +328,13 @@ class TransformPool:
             await self._next_ready(max(0.0, deadline - loop.time()))
         for task in list(self._background):
             task.cancel()
+        # What a worker lost meanwhile moved back to `_waiting` (no worker may be left to run
+        # it), and what the workers still have is killed with them: answer both now.
+        left = [*self._waiting, *(job for w in self._workers for job in w.jobs)]
+        self._waiting.clear()
+        for job in left:
+            self._release(job)
+            settle(job.future, Overloaded("the transform pool is shutting down"))
         workers = list(self._workers)
         for w in workers:
             if w.jobs:
@@ -345,10 +360,10 @@ class TransformPool:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` in a worker; `fn` must be a picklable top-level function."""
-        self.admit()
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._bind()
+            self._bind()  # first: work a previous loop left in the workers must be counted
+        self.admit()
         job = Job(fn, args, loop.create_future())
         job.timer = loop.call_later(self.timeout_s, self._expire, job)
         self._in_flight += 1
@@ -374,6 +389,8 @@ class TransformPool:
         self._loop = loop
         for w in list(self._workers):
             w.attach(loop)
+            for job in w.jobs:  # their timers were on the old loop: a hang must still end
+                job.timer = loop.call_later(self.timeout_s, self._expire, job)
         self._waiting.clear()
         self._in_flight = sum(len(w.jobs) for w in self._workers)
         self._background.clear()
@@ -412,7 +429,7 @@ class TransformPool:
         best: Worker | None = None
         best_rank = (self.depth, True)
         for w in self._ready:
-            if w.undelivered:  # gone; lost as soon as its socket says so
+            if w.undelivered or len(w.jobs) >= self.depth:  # gone (lost once its socket says), full
                 continue
             rank = (len(w.jobs), not w.holds(job.args))
             if rank < best_rank:
@@ -441,9 +458,12 @@ class TransformPool:
         settle(job.future, error)
         if w.jobs and w.jobs[0] is job:
             # A running task cannot be interrupted: kill its worker (replaced when its socket
-            # closes; the slot is free then).
+            # closes; the slot is free then). The task behind it is innocent, even if the
+            # answer of this one is read before the socket closes.
+            w.killed_for = job
             w.kill()
-        elif self._loop is not None:  # queued in a worker: it may still hang once it runs
+        elif self._loop is not None and not self._closed and not w.gone:
+            # queued in a worker: it may still hang once it runs
             job.timer = self._loop.call_later(self.timeout_s, self._expire, job)
 
     def _on_frame(self, w: Worker, frame: bytes) -> None:
@@ -458,8 +478,10 @@ class TransformPool:
             w.kill()
             return
         job = w.jobs.popleft()
-        if w.jobs and not w.jobs[0].undelivered:
-            w.jobs[0].args = ()  # the next one is running now (one never written may move)
+        if w.jobs and not w.jobs[0].undelivered and w.killed_for is None:
+            # the next one is running now (one never written, or behind a task this worker
+            # was killed for, may still move)
+            w.jobs[0].args = ()
         self._release(job)
         try:
             ok, value = pickle.loads(frame)
@@ -486,9 +508,10 @@ class TransformPool:
         for i, job in reversed(list(enumerate(jobs))):
             if job.future.done():  # timed out or its caller left: nothing to run it for
                 self._release(job)
-            elif i > 0 or job.undelivered:
-                # Queued behind the running task, or it died before this one reached it:
-                # the task never ran, so it is innocent: run it elsewhere, in its turn.
+            elif i > 0 or job.undelivered or w.killed_for not in (None, job):
+                # Queued behind the running task, or it died (or was killed for the task
+                # before) before this one reached it: the task is innocent: run it elsewhere,
+                # in its turn.
                 job.worker = None
                 self._waiting.appendleft(job)
             else:

@@ -1,9 +1,9 @@
 """The worker-process side of `TransformPool`: libvips policy at start, then one task at a time.
 
 A worker talks to the pool over one socket (a `multiprocessing` `Connection`): it sends an
-empty frame once libvips is set up, then for every frame `(fn, args, carry, forget)` it
-receives, it answers one frame `(True, result)` or `(False, exception)`. It exits when the pool
-closes the socket.
+empty frame once libvips is set up, then for every frame `(carry, forget, call)` it receives
+(`call`: the pickle of `(fn, args)`), it answers one frame `(True, result)` or
+`(False, exception)`. It exits when the pool closes the socket.
 
 Large byte-string arguments (sources) are held: a task carries `(token, bytes)` the first time
 the pool sends those bytes to this worker and `Held(token)` in `args` after that, so the
@@ -44,8 +44,10 @@ def serve(conn: Connection, decoded_bytes: int = 0) -> None:
 def answer(message: bytes) -> bytes:
     """Run the task `message` holds; the reply frame, whatever happened."""
     try:
-        fn, args, carry, forget = pickle.loads(message)
-        reply: tuple[bool, Any] = (True, fn(*resolve(args, carry, forget)))
+        carry, forget, call = pickle.loads(message)
+        SOURCES.update(carry, forget)  # first: whatever the call turns out to be
+        fn, args = pickle.loads(call)
+        reply: tuple[bool, Any] = (True, fn(*SOURCES.resolve(args)))
     except Exception as err:
         reply = (False, err)
     try:
@@ -53,14 +55,6 @@ def answer(message: bytes) -> bytes:
     except Exception as err:  # an unpicklable result or exception: say so, as text
         failure = RuntimeError(f"the worker could not send back {type(reply[1]).__name__}: {err}")
         return pickle.dumps((False, failure), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def resolve(
-    args: tuple[Any, ...], carry: list[tuple[int, bytes]], forget: list[int]
-) -> tuple[Any, ...]:
-    """`args` with every `Held` replaced by its bytes, after this task's `forget` and `carry`."""
-    SOURCES.update(carry, forget)
-    return SOURCES.resolve(args)
 
 
 def rss_bytes() -> int:

@@ -21,6 +21,11 @@ def crash() -> None:
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
+def sleep_then_crash(seconds: float) -> None:
+    time.sleep(seconds)
+    crash()
+
+
 def fail(message: str) -> None:
     raise ValueError(message)
 

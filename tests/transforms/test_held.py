@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pickle
 import random
 import signal
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -168,13 +170,40 @@ async def test_a_replacement_worker_is_sent_the_source_again(
     assert frames.last(1)[0] > len(data)
 
 
+def task_frame(
+    args: tuple[Any, ...], carry: list[tuple[int, bytes]], forget: list[int], call: bytes = b""
+) -> bytes:
+    """A task frame as the pool writes it (`Worker.encode`), for `tasks.echo(*args)`."""
+    call = call or pickle.dumps((tasks.echo, args))
+    return pickle.dumps((carry, forget, call))
+
+
+def answered(message: bytes) -> tuple[bool, Any]:
+    ok, value = pickle.loads(worker.answer(message))
+    return ok, value
+
+
 def test_a_token_the_worker_does_not_hold_is_an_error_not_a_guess() -> None:
     HELD.update([], list(HELD.data))
-    with pytest.raises(RuntimeError, match="does not hold source 7"):
-        worker.resolve((Held(7),), [], [])
-    assert worker.resolve((Held(7), 1), [(7, b"x")], []) == (b"x", 1)
-    assert worker.resolve((b"y",), [], [7]) == (b"y",)
+    ok, error = answered(task_frame((Held(7),), [], []))
+    assert not ok and isinstance(error, RuntimeError)
+    assert "does not hold source 7" in str(error)
+    assert answered(task_frame((Held(7),), [(7, b"x")], [])) == (True, b"x")
+    assert answered(task_frame((b"y",), [], [7])) == (True, b"y")
     assert not HELD.data and not HELD.tokens
+
+
+def test_what_a_task_carries_and_forgets_holds_even_when_its_call_cannot_be_read() -> None:
+    """The pool counts carried bytes as held once the frame is written; the worker must
+    agree even when the call itself fails to unpickle there (its caller's error alone)."""
+    HELD.update([], list(HELD.data))
+    HELD.update([(5, b"old")], [])
+    unreadable = pickle.dumps((tasks.echo, ("x",)))[:-3]  # truncated: fails in the worker
+    ok, error = answered(task_frame((), [(6, b"new")], [5], call=unreadable))
+    assert not ok and isinstance(error, Exception)
+    assert answered(task_frame((Held(6),), [], [])) == (True, b"new")
+    assert 5 not in HELD.data
+    HELD.update([], [6])
 
 
 async def test_an_argument_pickle_refuses_fails_its_caller_alone(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import signal
@@ -227,6 +228,11 @@ async def test_a_task_given_to_a_worker_that_died_idle_runs_elsewhere(pool: Tran
     assert pool.restarts == 1
 
 
+def stall(seconds: float) -> None:
+    """Block the event loop (on purpose: it must not see what happens meanwhile)."""
+    time.sleep(seconds)
+
+
 def wait_gone(pid: int, within_s: float = 5.0) -> None:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -316,3 +322,87 @@ async def test_a_task_written_to_a_worker_that_had_just_died_runs_elsewhere_inta
         assert await first == 7
         assert await second == "intact"
         assert pool.restarts == 1 and pool.queued == 0
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+async def test_a_worker_holding_the_source_is_never_given_more_than_depth(depth: int) -> None:
+    """Holding a task's source only breaks ties: it never fills a worker past `depth`."""
+    async with running(processes=1, max_queue=8, timeout_s=10, depth=depth) as pool:
+        data = os.urandom(100_000)  # large enough to be held after the first task
+        assert await pool.run(tasks.digests, data) == [sha256(data)]
+        work = [asyncio.ensure_future(pool.run(tasks.digests, data)) for _ in range(4)]
+        await asyncio.sleep(0)
+        assert len(pool._ready[0].jobs) == depth
+        assert await asyncio.gather(*work) == [[sha256(data)]] * 4
+
+
+async def test_the_task_behind_one_killed_for_its_timeout_runs_elsewhere() -> None:
+    """The running task's deadline comes with its answer already in the socket, unread: the
+    worker is killed for that task, and the one queued behind it must not be blamed."""
+    async with running(processes=1, max_queue=4, timeout_s=1.0) as pool:
+        (before,) = pool.worker_pids
+        slow = asyncio.ensure_future(pool.run(tasks.sleep, 0.3))
+        behind = asyncio.ensure_future(pool.run(tasks.sleep, 0.2))
+        await asyncio.sleep(0)
+        running_job = pool._ready[0].jobs[0]
+        stall(0.4)  # the answer arrives; the loop does not read it
+        pool._expire(running_job)  # its timer, firing before the loop reads that answer
+        with pytest.raises(Timeout):
+            await slow
+        assert await behind not in (before, None)  # run again by the replacement
+        assert pool.restarts == 1 and pool.queued == 0
+
+
+def test_a_pool_serves_a_new_event_loop_while_an_old_one_left_work_in_it() -> None:
+    """Work left in the workers by a loop that ended is counted until its answers are read;
+    the next loop must read them (not be refused forever), and a task of the old loop that
+    hangs must still be stopped at its deadline."""
+    pool = TransformPool(processes=1, max_queue=1, timeout_s=0.5)  # capacity 2: depth of one
+
+    async def leave_work() -> None:
+        await pool.start()
+        left = [asyncio.ensure_future(pool.run(tasks.sleep, s)) for s in (0.1, 30.0)]  # one hangs
+        await asyncio.sleep(0.05)  # both given to the worker; then this loop ends
+        assert not any(task.done() for task in left)
+
+    async def use_again() -> list[object]:
+        try:
+            results: list[object] = []
+            for _ in range(3):
+                try:
+                    results.append(await pool.run(tasks.pid))
+                except Overloaded:  # once at most: the old answers are not read yet
+                    results.append("refused")
+                    await asyncio.sleep(0.2)
+            return results
+        finally:
+            await pool.close()
+
+    asyncio.run(leave_work())
+    time.sleep(0.2)
+    results = asyncio.run(use_again())
+    assert results.count("refused") <= 1
+    assert sum(isinstance(r, int) for r in results) >= 2  # the hung worker was replaced
+    assert pool.restarts == 1
+
+
+async def test_close_answers_a_task_moved_back_by_a_crash_during_the_grace_period() -> None:
+    """A task queued behind one whose worker crashes while the pool closes goes back to the
+    pool's queue; with no worker left to run it, it is refused at once, not left to time out."""
+    pool = TransformPool(processes=1, max_queue=4, timeout_s=5.0)
+    await pool.start()
+    crashing = asyncio.ensure_future(pool.run(tasks.sleep_then_crash, 0.3))
+    behind = asyncio.ensure_future(pool.run(tasks.pid))
+    await asyncio.sleep(0.05)  # the first runs, the second is queued behind it in the worker
+    started = time.perf_counter()
+    await pool.close()
+    assert behind.done() and time.perf_counter() - started < 2.0
+    with pytest.raises(Overloaded):
+        await behind
+    with pytest.raises(WorkerCrashed):
+        await crashing
+    assert pool.queued == 0
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
