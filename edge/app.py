@@ -25,7 +25,8 @@ from edge.appkeys import (
 from edge.avatars import setup_avatars
 from edge.broadcast import PurgeBroadcast
 from edge.cache import DiskTier, MemoryTier, TieredCache
-from edge.img import handle_img, handle_raw
+from edge.front import install_front
+from edge.img import IMG, handle_img, handle_raw
 from edge.memo import request_memo
 from edge.metrics import create_metrics
 from edge.middleware import add_catch_all, add_route
@@ -72,11 +73,12 @@ def create_app(
     add_routes(app)
     setup_avatars(app)  # after the fixed routes: its pattern only takes hashes anyway
     add_catch_all(app)  # last: whatever no route above matched
+    install_front(app)
     return app
 
 
 def add_routes(app: web.Application) -> None:
-    add_route(app, "GET", "/img/{path:.+}", handle_img, "img")
+    add_route(app, "GET", "/img/{path:.+}", handle_img, IMG)
     add_route(app, "GET", "/raw/{path:.+}", handle_raw, "raw")
     add_route(app, "POST", "/_purge", handle_purge, "purge")
     add_route(app, "GET", "/metrics", handle_metrics, "metrics")

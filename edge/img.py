@@ -23,6 +23,7 @@ from transforms.formats import CONTENT_TYPES, negotiate, sniff
 from transforms.spec import Format, TransformSpec, parse_spec
 
 RAW_TYPES = {**CONTENT_TYPES, "tiff": "image/tiff", "heif": "image/heif"}
+IMG = "img"  # the route's name, and its `route` label in the request metrics
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,34 @@ async def handle_img(request: web.Request) -> web.Response:
     if route is None:
         route = resolve_img(request)
         app[IMG_ROUTES].put(memo_key, route)
-    variants = app[VARIANTS]
-    hit = variants.fresh_entry(route.source_id, route.token, route.fmt)
-    if hit is not None and "If-None-Match" not in request.headers:
-        kept = hit_headers(route.headers, *hit)  # the common case: nothing to build
-        if kept is not None:
-            return web.Response(body=hit[0].body, headers=kept)
-    if hit is not None:
-        served = Served(hit[0], HIT_MEMORY, hit[1])
-    else:
-        served = await variants.serve(
-            route.path, route.token, route.fmt, partial(render_image, app, route.spec)
-        )
+    response = fresh_hit(app, route, request)
+    if response is not None:
+        return response
+    served = await app[VARIANTS].serve(
+        route.path, route.token, route.fmt, partial(render_image, app, route.spec)
+    )
     return image_response(
         request,
         served,
+        vary_accept=route.vary,
+        stale_if_error_s=app[CONFIG].cache.stale_if_error_s,
+        slot=route.headers,
+    )
+
+
+def fresh_hit(app: web.Application, route: ImgRoute, request: web.Request) -> web.Response | None:
+    """The answer to `request` when its variant is fresh in this process's memory (counted
+    as a memory hit), else None. Synchronous: edge/front.py calls it before any routing."""
+    hit = app[VARIANTS].fresh_entry(route.source_id, route.token, route.fmt)
+    if hit is None:
+        return None
+    if "If-None-Match" not in request.headers:
+        kept = hit_headers(route.headers, *hit)  # the common case: nothing to build
+        if kept is not None:
+            return web.Response(body=hit[0].body, headers=kept)
+    return image_response(
+        request,
+        Served(hit[0], HIT_MEMORY, hit[1]),
         vary_accept=route.vary,
         stale_if_error_s=app[CONFIG].cache.stale_if_error_s,
         slot=route.headers,

@@ -9,9 +9,13 @@ import os
 import sqlite3
 import time
 import weakref
+from typing import Any
 
+import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge import front
 from edge.appkeys import IMG_ROUTES, TIERS
 from edge.cache import DiskTier, Entry
 from edge.freshness import SourceRecord
@@ -231,3 +235,74 @@ async def test_memoized_headers_do_not_keep_purged_bodies_alive(
     assert r.status == 200
     gc.collect()
     assert alive() is None
+
+
+def request_counts(text: str) -> dict[tuple[str, str], float]:
+    return {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "imgcdn_edge_requests_total"
+    }
+
+
+def memory_hits(text: str) -> float:
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "imgcdn_edge_cache_hits_total" and s.labels["tier"] == "memory"
+    )
+
+
+async def test_fresh_memory_hits_are_answered_before_routing(
+    make_edge: EdgeFactory, tmp_path, images, monkeypatch: pytest.MonkeyPatch
+):
+    """edge/front.py: a memoized fresh hit never reaches aiohttp's router, and it is answered
+    and counted exactly as the `img` route answers and counts the hits it routes."""
+    client = await make_edge(edge_config(tmp_path, images))
+    router = client.app.router
+    resolve = router.resolve
+    routed: list[str] = []
+
+    async def counting(request: web.Request) -> Any:
+        routed.append(request.method)
+        return await resolve(request)
+
+    monkeypatch.setattr(router, "resolve", counting)
+    miss = await client.get(URL)
+    body = await miss.read()
+    assert miss.headers["X-Cache"] == "MISS" and routed == ["GET"]
+    hits = [await client.get(URL) for _ in range(3)]
+    assert routed == ["GET"]  # answered in front of the router
+    assert all(h.headers["X-Cache"] == "HIT-MEMORY" for h in hits)
+    assert [await h.read() for h in hits] == [body] * 3
+    conditional = await client.get(URL, headers={"If-None-Match": miss.headers["ETag"]})
+    assert conditional.status == 304 and routed == ["GET"]  # a fresh hit too
+    head = await client.head(URL)  # HEAD and request lines not resolved yet are routed
+    assert (await client.get("/img/astronaut.jpg?w=41")).headers["X-Cache"] == "MISS"
+    assert routed == ["GET", "HEAD", "GET"]
+    same = {k: v for k, v in hits[-1].headers.items() if k not in ("Date", "Server")}
+    assert same == {k: v for k, v in head.headers.items() if k not in ("Date", "Server")}
+    text = await (await client.get("/metrics")).text()
+    counts = request_counts(text)
+    assert counts[("img", "200")] == 1 + 3 + 1 + 1  # miss, front hits, HEAD, the new width
+    assert counts[("img", "304")] == 1
+    assert memory_hits(text) == 3 + 1 + 1  # each hit counted once: front, HEAD, 304
+
+
+async def test_a_failure_in_front_of_the_router_is_a_counted_500_without_a_trace(
+    make_edge: EdgeFactory, tmp_path, images, monkeypatch: pytest.MonkeyPatch
+):
+    client = await make_edge(edge_config(tmp_path, images))
+    assert (await client.get(URL)).status == 200  # memoized now
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(front, "fresh_hit", broken)
+    r = await client.get(URL)
+    assert r.status == 500
+    assert await r.text() == "internal error\n"
+    counts = request_counts(await (await client.get("/metrics")).text())
+    assert counts[("img", "500")] == 1
