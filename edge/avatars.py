@@ -43,7 +43,7 @@ from edge.avatar_query import (
 )
 from edge.avatar_variants import AvatarServed, AvatarVariants
 from edge.defaults import Redirect
-from edge.headers import ImageMeta, etag_matches, image_headers, stale_if_error
+from edge.headers import HIT_MEMORY, ImageMeta, etag_matches, image_headers, stale_if_error
 from edge.lookup import ORIGIN_DOWN, AvatarLookups, Lookup
 from edge.middleware import add_route
 from edge.origin_client import Avatar, OriginClient
@@ -53,6 +53,7 @@ from transforms.formats import negotiate
 from transforms.spec import Format, TransformSpec, parse_spec
 
 HASH_RE = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")
+AVATAR = "avatar"  # the route's name, and its `route` label in the request metrics
 NO_STORE = "no-store"  # a stand-in served while the origin fails must not outlive the failure
 
 
@@ -93,6 +94,9 @@ async def handle_avatar(request: web.Request) -> web.StreamResponse:
     if route is None:
         route = resolve_avatar(request)
         request.app[AVATAR_ROUTES].put(memo_key, route)
+    response = fresh_avatar_hit(request.app, route, request, started)
+    if response is not None:
+        return response
     target, query, spec, fmt, vary, token = (
         route.target,
         route.query,
@@ -112,7 +116,42 @@ async def handle_avatar(request: web.Request) -> web.StreamResponse:
         served = await request.app[AVATARS].default(
             key, query.default, target.hash, query.initials, spec
         )
-    return avatar_response(request, served, found, vary=vary, started=started, slot=route.headers)
+    return avatar_response(
+        request.app, request, served, found, vary=vary, started=started, slot=route.headers
+    )
+
+
+def fresh_avatar_hit(
+    app: web.Application, route: AvatarRoute, request: web.Request, started: float
+) -> web.Response | None:
+    """The answer to `request` when its hash's lookup is fresh and names a photo whose variant
+    is in this process's memory (counted as a memory hit), else None: defaults, stale
+    lookups, the origin and misses are `handle_avatar`'s. Synchronous: edge/front.py calls it
+    before any routing."""
+    query = route.query
+    if query.force_default:
+        return None
+    lookup = app[LOOKUPS].fresh.get(route.target.hash)
+    if lookup is None or lookup.avatar is None or lookup.stale:
+        return None
+    avatar = lookup.avatar
+    if not rating_allows(query.rating, avatar.rating):
+        return None
+    key = photo_variant_key(avatar.photo_id, avatar.version, route.token, route.fmt)
+    entry = app[TIERS].memory.get_now(key)
+    if entry is None:
+        return None
+    app[METRICS].hit("memory")
+    served = AvatarServed(entry, HIT_MEMORY)
+    return avatar_response(
+        app,
+        request,
+        served,
+        Found(avatar, lookup),
+        vary=route.vary,
+        started=started,
+        slot=route.headers,
+    )
 
 
 async def serve_photo(
@@ -178,6 +217,7 @@ def can_stand_in(query: AvatarQuery) -> bool:
 
 
 def avatar_response(
+    app: web.Application,
     request: web.Request,
     served: AvatarServed,
     found: Found,
@@ -187,7 +227,6 @@ def avatar_response(
     slot: HeaderSlot | None = None,
 ) -> web.Response:
     """The image response; `slot`: reuse the headers of the same shape (see HeaderSlot)."""
-    app = request.app
     now = time.time()
     lookup, outcome, timings = found.lookup, served.outcome, dict(served.timings_ms)
     if lookup is not None and lookup.checked_at >= started:  # asked the origin just now
@@ -245,7 +284,7 @@ def setup_avatars(app: web.Application) -> None:
         return await app[ORIGIN].problem()
 
     app[READINESS_CHECKS].append(origin_reachable)
-    add_route(app, "GET", ROUTE, handle_avatar, "avatar")
+    add_route(app, "GET", ROUTE, handle_avatar, AVATAR)
 
 
 def purge_hashes_hook(app: web.Application) -> PurgeHook:

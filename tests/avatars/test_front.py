@@ -1,0 +1,86 @@
+"""Avatar hits answered in front of aiohttp's router (edge/front.py): only a fresh lookup of
+a photo whose variant is in memory; everything else is the route's, and nothing a client or
+an operator sees differs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.avatars.conftest import Stack, StartStack
+from tests.avatars.images import is_photo
+from tests.avatars.metrics import metric
+
+IGNORED = ("Date", "Server")
+
+
+def routed_requests(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The avatar paths the edge's router resolves from now on (the origin's purges and the
+    test's /metrics reads are routed too, at times of their own)."""
+    router = stack.edge.app.router
+    resolve = router.resolve
+    seen: list[str] = []
+
+    async def counting(request: web.Request) -> Any:
+        if request.path not in ("/_purge", "/metrics"):
+            seen.append(request.path)
+        return await resolve(request)
+
+    monkeypatch.setattr(router, "resolve", counting)
+    return seen
+
+
+def kept(headers: Any) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in IGNORED}
+
+
+async def test_avatar_memory_hits_are_answered_before_routing(
+    start_stack: StartStack, sample_bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    astronaut = sample_bytes("astronaut.jpg")
+    stack = await start_stack(lookup_ttl_s=60)
+    user = await stack.user(astronaut)
+    await stack.activate(user, 0)
+    path = f"/avatar/{user['hash_md5']}?s=64"
+    routed = routed_requests(stack, monkeypatch)
+    miss, body = await stack.get(path)
+    assert miss.headers["X-Cache"] == "MISS" and routed == [path.split("?")[0]]
+    hits = [await stack.get(path) for _ in range(3)]
+    assert len(routed) == 1  # the front answered them
+    assert [b for _, b in hits] == [body] * 3
+    assert {r.headers["X-Cache"] for r, _ in hits} == {"HIT-MEMORY"}
+    not_modified, _ = await stack.get(path, **{"If-None-Match": miss.headers["ETag"]})
+    assert not_modified.status == 304 and len(routed) == 1
+    head = await stack.edge.head(path)  # HEAD is routed, and says the same
+    assert len(routed) == 2 and kept(head.headers) == kept(hits[-1][0].headers)
+    assert await metric(stack, "imgcdn_edge_requests_total", route="avatar", status="200") == 5
+    assert await metric(stack, "imgcdn_edge_requests_total", route="avatar", status="304") == 1
+    assert await metric(stack, "imgcdn_edge_cache_hits_total", tier="memory") == 5
+    assert stack.origin_calls["lookup"] == 1
+
+
+async def test_defaults_ratings_and_forced_defaults_stay_with_the_route(
+    start_stack: StartStack, sample_bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo rated above what the page asks for, `f=y` and hashes without a photo are never
+    answered with the photo from memory, however often they are asked."""
+    astronaut = sample_bytes("astronaut.jpg")
+    stack = await start_stack(lookup_ttl_s=60)
+    user = await stack.user(astronaut, ratings=("r",))
+    await stack.activate(user, 0)
+    md5 = user["hash_md5"]
+    await stack.get(f"/avatar/{md5}?s=50&r=r")  # the photo's variant is in memory now
+    routed = routed_requests(stack, monkeypatch)
+    for query, shows_photo in [("r=g", False), ("f=y&r=x", False), ("r=r", True)]:
+        for _ in range(3):
+            response, body = await stack.get(f"/avatar/{md5}?s=50&{query}")
+            assert response.status == 200, query
+            assert is_photo(body, astronaut) is shows_photo, query
+    assert len(routed) == 3 + 3  # r=g and f=y every time; r=r never (a fresh memory hit)
+    nobody = "0" * 32
+    for _ in range(2):
+        response, _ = await stack.get(f"/avatar/{nobody}?s=50&d=404")
+        assert response.status == 404
+    assert len(routed) == 6 + 2
