@@ -63,7 +63,7 @@ class TransformsConfig:
     jpeg_progressive: bool = False  # baseline JPEG is cheaper to encode; see README
     avatar_from_larger: bool = True  # small avatar sizes from a master / 2x variant; see README
     held_source_bytes: int = 8_388_608  # per transform process: sources kept for their next task
-    decoded_source_bytes: int = 16_777_216  # per transform process: pixels of re-rendered sources
+    decoded_source_bytes: int = 25_165_824  # per transform process: pixels of re-rendered sources
 
 
 @dataclass(frozen=True)

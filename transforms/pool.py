@@ -60,9 +60,10 @@ READ_SIZE = 256 * 1024
 HOLD_MIN_BYTES = 16 * 1024
 HOLD_BYTES = 8 * 1024 * 1024  # per worker: the originals of the last few dozen misses
 DEPTH = 2  # tasks a worker is given at once: the one it runs and the next
-# per worker: six ~1024 px sources' pixels (transforms/held.py); 32 MiB let the worst case of
-# edge + workers pass DESIGN's 300 MB + memory_bytes by ~15 MB
-DECODED_BYTES = 16 * 1024 * 1024
+# per worker (transforms/held.py): the sample corpus's working set at the scales kept. 32 MiB
+# let the worst case of edge + workers (every budget full at once) pass DESIGN's 300 MB +
+# memory_bytes by ~15 MB; 16 MiB cost a third of the pool's reuse on the corpus.
+DECODED_BYTES = 24 * 1024 * 1024
 
 
 class Job:
