@@ -131,8 +131,8 @@ def fresh_avatar_hit(
     query = route.query
     if query.force_default:
         return None
-    lookup = app[LOOKUPS].fresh.get(route.target.hash)
-    if lookup is None or lookup.avatar is None or lookup.stale:
+    lookup = app[LOOKUPS].cached(route.target.hash)
+    if lookup is None or lookup.avatar is None:
         return None
     avatar = lookup.avatar
     if not rating_allows(query.rating, avatar.rating):

@@ -38,10 +38,10 @@ def install_front(app: web.Application) -> None:
     done = app[METRICS].request_done
 
     async def front(request: web.Request) -> web.StreamResponse:
-        if request.method == "GET":
+        # `Expect: 100-continue` is aiohttp's to answer first (in `_handle`)
+        if request.method == "GET" and "Expect" not in request.headers:
             started = time.perf_counter()
-            headers = request.headers
-            memo_key = (request.raw_path, headers.get("Accept"))
+            memo_key = (request.raw_path, request.headers.get("Accept"))
             if (img := img_routes(memo_key)) is not None:
                 response = answered(request, lambda: fresh_hit(app, img, request))
                 route = IMG
@@ -61,8 +61,6 @@ def install_front(app: web.Application) -> None:
 
 def answered(request: web.Request, answer: Answer) -> web.Response | None:
     """`answer()`, or what the route's wrapper would make of its failure (never a trace)."""
-    if "Expect" in request.headers:  # aiohttp's own handling of 100-continue comes first
-        return None
     try:
         return answer()
     except Exception as exc:

@@ -52,7 +52,7 @@ class AvatarLookups:
     async def get(self, avatar_hash: str) -> Lookup:
         """The cached answer, or the origin's (one call however many ask); raises 502/504
         when the origin fails and this hash has no last known answer."""
-        cached = self.fresh.get(avatar_hash) or self.negative.get(avatar_hash)
+        cached = self.cached(avatar_hash)
         if cached is not None:
             return cached
         if time.monotonic() < self.down_until:
@@ -61,6 +61,10 @@ class AvatarLookups:
             (avatar_hash, self.purges), lambda: self._ask(avatar_hash)
         )
         return lookup
+
+    def cached(self, avatar_hash: str) -> Lookup | None:
+        """The origin's answer while it is fresh (never a stale one: those are not kept)."""
+        return self.fresh.get(avatar_hash) or self.negative.get(avatar_hash)
 
     def ttl_left(self, lookup: Lookup, now: float) -> float:
         """Seconds until the edge asks the origin again (negative once stale)."""
