@@ -33,6 +33,7 @@ from yarl import URL
 
 from benchmarks.drive import Progress, wait_quiet
 from benchmarks.entry import command_line, run_main
+from benchmarks.load import parse_overrides
 from benchmarks.loadgen import LoadState, wait_turn
 from benchmarks.overloadstats import (
     Tally,
@@ -200,6 +201,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--transform-processes", type=int, default=0, help="per serving process (0 = per CPU)"
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the started stack, e.g. edge.transforms.nice=0 (repeat)",
+    )
     p.add_argument("--quiet-wait", type=float, default=10.0, metavar="S", help="(10)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs)")
@@ -210,6 +218,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--connections must be positive")
     if args.rate is not None and args.rate <= 0:
         p.error("--rate must be positive")
+    args.overrides = parse_overrides(p, args.set)
     return args
 
 
@@ -220,7 +229,7 @@ async def run(args: argparse.Namespace, command: str) -> int:
         base, pids = args.url.rstrip("/"), {}
         processes = total_transform_processes(args.transform_processes, args.workers)
     else:
-        overrides = {"edge.transforms.max_queue": args.max_queue}
+        overrides = {**args.overrides, "edge.transforms.max_queue": args.max_queue}
         stack = Stack(
             StackOptions(args.workers, args.transform_processes, overrides, keep_dir=args.keep)
         )

@@ -102,6 +102,7 @@ def pool_ctx(
             on_restart=app[METRICS].pool_restarts.inc,
             hold_bytes=t.held_source_bytes,
             decoded_bytes=t.decoded_source_bytes,
+            nice=t.nice,
         )
         await pool.start()
         app[POOL] = pool

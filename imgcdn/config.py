@@ -64,6 +64,7 @@ class TransformsConfig:
     avatar_from_larger: bool = True  # small avatar sizes from a master / 2x variant; see README
     held_source_bytes: int = 8_388_608  # per transform process: sources kept for their next task
     decoded_source_bytes: int = 25_165_824  # per transform process: pixels of re-rendered sources
+    nice: int = 10  # transform processes run this far below the serving loop's CPU priority
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,7 @@ def validate(config: Config) -> Config:
             edge.transforms.decoded_source_bytes >= 0,
             "edge.transforms.decoded_source_bytes: must be 0 or more",
         ),
+        (0 <= edge.transforms.nice <= 19, "edge.transforms.nice: must be 0..19"),
         (
             all(f in ("avif", "webp", "jpeg", "png") for f in edge.transforms.auto_formats),
             "edge.transforms.auto_formats: each must be avif, webp, jpeg or png",

@@ -73,6 +73,8 @@ def test_file_values_are_read(tmp_path: Path) -> None:
             {},
             "edge.transforms.decoded_source_bytes: must be 0 or more",
         ),
+        ("edge:\n  transforms:\n    nice: 20\n", {}, "edge.transforms.nice: must be 0..19"),
+        ("edge:\n  transforms:\n    nice: -1\n", {}, "edge.transforms.nice: must be 0..19"),
         ("edge:\n  workers: true\n", {}, "edge.workers: expected an integer"),
         ("edge: [1, 2]\n", {}, "edge: expected a mapping"),
         ("- a\n", {}, "the top level must be a mapping"),

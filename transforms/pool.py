@@ -25,6 +25,9 @@ first; a task waits behind at most `depth - 1` others in a worker.
   (sending it was a quarter of the edge's own CPU per miss; see benchmarks/README.md).
 - Decoded sources: from the second render of a held source, a worker renders from its decoded
   pixels (`decoded_bytes` of them per worker; transforms/held.py), about half the CPU.
+- Priority: workers run `nice` steps below the serving process, so a loop with requests
+  waiting (hits, 503s) is scheduled before a render; renders still get every cycle the loop
+  leaves idle (benchmarks/README.md has the measurement).
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ DEPTH = 2  # tasks a worker is given at once: the one it runs and the next
 # let the worst case of edge + workers (every budget full at once) pass DESIGN's 300 MB +
 # memory_bytes by ~15 MB; 16 MiB cost a third of the pool's reuse on the corpus.
 DECODED_BYTES = 24 * 1024 * 1024
+# Below the serving loop: under the overload mix 503s took half as long (p50 48 -> 23-28 ms)
+# and misses/s held; 0 leaves the workers at the loop's priority.
+NICE = 10
 
 
 class Job:
@@ -263,11 +269,13 @@ class TransformPool:
         hold_bytes: int = HOLD_BYTES,
         decoded_bytes: int = DECODED_BYTES,
         depth: int = DEPTH,
+        nice: int = NICE,
     ) -> None:
         self.processes = processes if processes > 0 else (os.cpu_count() or 1)
         self.hold_bytes = hold_bytes  # per worker; 0: every task carries its source
         self.decoded_bytes = decoded_bytes  # per worker: pixels of held sources rendered again
         self.depth = max(1, depth)
+        self.nice = nice  # added to the workers' niceness; 0: the serving process's priority
         self.tokens = itertools.count(1)
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -550,7 +558,7 @@ class TransformPool:
         try:
             process = self._context.Process(
                 target=worker.serve,
-                args=(conn, self.decoded_bytes),
+                args=(conn, self.decoded_bytes, self.nice),
                 name="imgcdn-transform",
                 daemon=True,
             )

@@ -14,6 +14,7 @@ and when it is forgotten (`forget`), so both sides agree on what the worker hold
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 from multiprocessing.connection import Connection
@@ -25,11 +26,14 @@ from transforms.pipeline import configure_vips
 READY = b""
 
 
-def serve(conn: Connection, decoded_bytes: int = 0) -> None:
+def serve(conn: Connection, decoded_bytes: int = 0, nice: int = 0) -> None:
     """The worker's main loop (the target of every worker process); `decoded_bytes`: the
-    budget for decoded pixels of held sources (transforms/held.py)."""
+    budget for decoded pixels of held sources (transforms/held.py); `nice`: how far below the
+    serving process's CPU priority to run."""
     # Ctrl-C reaches the whole process group; the pool decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice > 0:
+        os.nice(nice)  # raising one's own niceness needs no privilege
     configure_vips()
     SOURCES.budget = decoded_bytes
     conn.send_bytes(READY)

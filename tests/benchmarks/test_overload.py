@@ -175,3 +175,10 @@ def test_default_connections_are_left_to_the_capacity_and_bad_options_refused() 
     for bad in (["--connections", "0"], ["--runs", "0"], ["--max-queue", "-1"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_config_overrides_are_parsed_and_checked() -> None:
+    args = parse_args(["--set", "edge.transforms.nice=0", "--set", "edge.cache.disk_bytes=0"])
+    assert args.overrides == {"edge.transforms.nice": 0, "edge.cache.disk_bytes": 0}
+    with pytest.raises(SystemExit):
+        parse_args(["--set", "nice=0"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
 
 import pytest
@@ -14,7 +15,7 @@ from edge.origin_client import PhotoBytes
 from edge.originals import Originals
 from edge.sources import Fetched, Validators
 from imgcdn.config import SecurityConfig
-from tests.edge.conftest import EdgeFactory
+from tests.edge.conftest import EdgeFactory, edge_config
 from tests.edge.sourceserver import FakeSource
 from tests.edge.test_freshness import http_config
 from tests.transforms import tasks
@@ -136,6 +137,15 @@ async def test_a_purge_drops_the_kept_original(
     assert r.status == 200
     assert width_of(await (await client.get("/img/a.jpg?w=60")).read()) == (60, 32)
     assert source.hits["a.jpg"] == 2
+
+
+async def test_the_edge_runs_its_workers_below_itself_by_config(aiohttp_client, tmp_path) -> None:
+    """`edge.transforms.nice` reaches the workers."""
+    config = edge_config(tmp_path)
+    transforms = replace(config.transforms, processes=1, nice=3)
+    client = await aiohttp_client(create_app(replace(config, transforms=transforms)))
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+    assert await client.app[POOL].run(tasks.niceness) == expected
 
 
 @pytest.mark.parametrize(("decoded_bytes", "kept"), [(16 << 20, 1), (0, 0)])

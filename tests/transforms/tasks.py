@@ -16,6 +16,10 @@ def pid() -> int:
     return os.getpid()
 
 
+def niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def crash() -> None:
     """Die the way a libvips segfault would."""
     os.kill(os.getpid(), signal.SIGSEGV)

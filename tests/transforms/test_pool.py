@@ -164,6 +164,18 @@ async def test_workers_run_the_libvips_policy(pool: TransformPool) -> None:
     assert policy == {"concurrency": 1, "cache_max": 0, "svg_loads": False}
 
 
+@pytest.mark.parametrize("nice", [7, 0])
+async def test_workers_run_nice_steps_below_the_serving_process(nice: int) -> None:
+    """Renders yield the CPU to the loop (hits, 503s) when both want it; a replacement
+    worker too."""
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    async with running(processes=1, max_queue=4, timeout_s=20, nice=nice) as pool:
+        assert await pool.run(tasks.niceness) == expected
+        with pytest.raises(WorkerCrashed):
+            await pool.run(tasks.crash)
+        assert await pool.run(tasks.niceness) == expected
+
+
 async def test_hostile_inputs_keep_worker_memory_bounded(sample_bytes: Read) -> None:
     async with running(processes=1, max_queue=8, timeout_s=20) as pool:
         data = sample_bytes("astronaut.jpg")
