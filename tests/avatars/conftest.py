@@ -90,6 +90,12 @@ class Stack:
             ids.append(upload["photo_id"])
         return {**user, "photo_ids": ids}
 
+    async def active_user(self, *photos: bytes, ratings: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A user with these photos uploaded, the first one active."""
+        user = await self.user(*photos, ratings=ratings)
+        await self.activate(user, 0)
+        return user
+
     async def activate(self, user: dict[str, Any], index: int | None) -> None:
         photo_id = None if index is None else user["photo_ids"][index]
         response = await self.api.set_active(user["token"], photo_id)

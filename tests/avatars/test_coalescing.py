@@ -17,8 +17,7 @@ async def test_100_concurrent_requests_for_a_cold_hash(
 ) -> None:
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack()
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     path = f"/avatar/{user['hash_md5']}?s=96"
     stack.origin_delays["lookup"] = 0.2  # a slow origin: all 100 surely arrive while it thinks
     transforms_before = await metric(stack, "imgcdn_edge_transform_seconds_count")
@@ -43,8 +42,7 @@ async def test_sizes_requested_together_share_one_photo_fetch(
     start_stack: StartStack, sample_bytes
 ) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("coffee.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("coffee.jpg"))
     stack.origin_delays["raw"] = 0.3  # so every size's miss surely overlaps the first fetch
     sizes = (16, 32, 64, 128, 256)
     results = await asyncio.gather(*(stack.get(f"/avatar/{user['hash_md5']}?s={s}") for s in sizes))
@@ -73,8 +71,7 @@ async def test_more_sizes_of_one_photo_fetch_it_once(
     size. (Smaller sizes come from the photo's master: tests/avatars/test_masters.py.)"""
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(originals_bytes=originals_bytes)
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     for size in (260, 300, 400):
         response, body = await stack.get(f"/avatar/{user['hash_md5']}?s={size}")
         assert response.status == 200 and is_photo(body, astronaut)

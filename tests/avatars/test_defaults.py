@@ -93,8 +93,7 @@ async def test_forcedefault_shows_the_default_even_with_a_photo(
 ) -> None:
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack()
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     md5 = user["hash_md5"]
     _, photo = await stack.get(f"/avatar/{md5}?s=64&d=identicon")
     assert is_photo(photo, astronaut)

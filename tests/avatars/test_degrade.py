@@ -25,8 +25,7 @@ async def test_origin_stopped_cached_avatars_still_200(
     # originals off: a kept original would let a new size be rendered (the hardening tests
     # show that); here the new size must need the origin
     stack = await start_stack(lookup_ttl_s=0.3, originals_bytes=0)
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     md5 = user["hash_md5"]
     path = f"/avatar/{md5}?s=64"
     _, cached = await stack.get(path)
@@ -84,8 +83,7 @@ async def test_the_edge_recovers_when_the_origin_comes_back(
     """A restarted origin: the edge's kept-alive connections are dead, its backoff ends."""
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(lookup_ttl_s=0.2)
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     path = f"/avatar/{user['hash_md5']}?s=50"
     assert (await stack.get(path))[0].status == 200
     await stack.stop_origin()

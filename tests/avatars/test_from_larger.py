@@ -55,8 +55,7 @@ def test_which_variants_may_stand_in():
 async def test_a_smaller_size_needs_no_origin_fetch(start_stack: StartStack, sample_bytes):
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(originals_bytes=0)  # every render from the original: a fetch
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     md5 = user["hash_md5"]
     big, _ = await stack.get(f"/avatar/{md5}?s=256")
     assert big.status == 200 and "origin;" in big.headers["Server-Timing"]
@@ -77,8 +76,7 @@ async def test_switched_off_every_size_comes_from_the_original(
 ):
     stack = await start_stack(originals_bytes=0)  # every render from the original: a fetch
     stack.edge.app[AVATARS].from_larger = False
-    user = await stack.user(sample_bytes("coffee.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("coffee.jpg"))
     for size in (256, 64):
         response, _ = await stack.get(f"/avatar/{user['hash_md5']}?s={size}")
         assert "origin;" in response.headers["Server-Timing"]

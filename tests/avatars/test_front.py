@@ -41,8 +41,7 @@ async def test_avatar_memory_hits_are_answered_before_routing(
 ) -> None:
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(lookup_ttl_s=60)
-    user = await stack.user(astronaut)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut)
     path = f"/avatar/{user['hash_md5']}?s=64"
     routed = routed_requests(stack, monkeypatch)
     miss, body = await stack.get(path)
@@ -68,8 +67,7 @@ async def test_defaults_ratings_and_forced_defaults_stay_with_the_route(
     answered with the photo from memory, however often they are asked."""
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(lookup_ttl_s=60)
-    user = await stack.user(astronaut, ratings=("r",))
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut, ratings=("r",))
     md5 = user["hash_md5"]
     await stack.get(f"/avatar/{md5}?s=50&r=r")  # the photo's variant is in memory now
     routed = routed_requests(stack, monkeypatch)

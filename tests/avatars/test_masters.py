@@ -23,8 +23,7 @@ async def test_small_sizes_come_from_the_master_not_the_original(
     frames = Frames(monkeypatch)
     coffee = sample_bytes("coffee.jpg")
     stack = await start_stack()
-    user = await stack.user(coffee)
-    await stack.activate(user, 0)
+    user = await stack.active_user(coffee)
     md5, photo_id = user["hash_md5"], user["photo_ids"][0]
     response, body = await stack.get(f"/avatar/{md5}?s=64")
     assert response.status == 200 and stack.origin_calls["raw"] == 1
@@ -48,8 +47,7 @@ async def test_small_sizes_come_from_the_master_not_the_original(
 
 async def test_sizes_asked_together_share_one_master(start_stack: StartStack, sample_bytes) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("astronaut.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("astronaut.jpg"))
     sizes = (32, 48, 64, 80, 100, 128, 200, 256)
     avatars = stack.edge.app[AVATARS]
     made: list[int] = []
@@ -71,8 +69,7 @@ async def test_no_master_when_switched_off_or_for_other_formats(
     start_stack: StartStack, sample_bytes
 ) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("rocket.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("rocket.jpg"))
     md5 = user["hash_md5"]
     await stack.get(f"/avatar/{md5}?s=64&fm=webp")  # WebP: libvips from the original
     originals = stack.edge.app[ORIGINALS]
@@ -91,8 +88,7 @@ async def test_another_edge_process_uses_the_master_from_the_shared_disk(
     stack = await start_stack()
     config = dataclasses.replace(stack.edge_config, port=0)
     other = await aiohttp_client(create_edge(config, pool=avatar_pool))
-    user = await stack.user(pendants)
-    await stack.activate(user, 0)
+    user = await stack.active_user(pendants)
     md5 = user["hash_md5"]
     response, _ = await stack.get(f"/avatar/{md5}?s=128")
     assert response.status == 200 and stack.origin_calls["raw"] == 1

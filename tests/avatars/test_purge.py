@@ -35,8 +35,7 @@ async def test_purge_hashes_refusals(start_stack: StartStack, headers, body, sta
 async def test_purge_drops_the_lookup_and_counts_it(start_stack: StartStack, sample_bytes) -> None:
     astronaut, coffee = sample_bytes("astronaut.jpg"), sample_bytes("coffee.jpg")
     stack = await start_stack(purges=False)  # the origin stays silent: we purge by hand
-    user = await stack.user(astronaut, coffee)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut, coffee)
     md5, sha = user["hash_md5"], user["hash_sha256"]
     await stack.get(f"/avatar/{md5}?s=30")
     await stack.activate(user, 1)
@@ -64,8 +63,7 @@ async def test_a_purge_reaches_another_edge_process_sharing_the_disk(
             pool=avatar_pool,
         )
     )
-    user = await stack.user(astronaut, coffee)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut, coffee)
     path = f"/avatar/{user['hash_md5']}?s=30"
     response = await other.get(path)
     assert is_photo(await response.read(), astronaut)

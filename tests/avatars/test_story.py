@@ -26,8 +26,7 @@ async def test_active_photo_at_exact_sizes_then_a_switch_shows_within_a_second(
 ) -> None:
     astronaut, coffee = sample_bytes("astronaut.jpg"), sample_bytes("coffee.jpg")
     stack = await start_stack(lookup_ttl_s=60)
-    user = await stack.user(astronaut, coffee)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut, coffee)
     md5 = user["hash_md5"]
     for size in (32, 80, 512):
         response, body = await stack.get(f"/avatar/{md5}?s={size}")
@@ -50,8 +49,7 @@ async def test_without_purges_a_switch_shows_within_lookup_ttl(
 ) -> None:
     astronaut, coffee = sample_bytes("astronaut.jpg"), sample_bytes("coffee.jpg")
     stack = await start_stack(purges=False, lookup_ttl_s=0.5)
-    user = await stack.user(astronaut, coffee)
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut, coffee)
     path = f"/avatar/{user['hash_sha256']}?s=40"
     _, body = await stack.get(path)
     assert is_photo(body, astronaut)
@@ -65,8 +63,7 @@ async def test_md5_sha256_and_upper_case_hashes_give_the_same_image(
     start_stack: StartStack, sample_bytes
 ) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("astronaut.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("astronaut.jpg"))
     md5, sha = user["hash_md5"], user["hash_sha256"]
     etags = set()
     for path in (f"/avatar/{md5}", f"/avatar/{sha}", f"/avatar/{md5.upper()}", f"/{sha.upper()}"):
@@ -78,8 +75,7 @@ async def test_md5_sha256_and_upper_case_hashes_give_the_same_image(
 
 async def test_extensions_and_accept_pick_the_format(start_stack: StartStack, sample_bytes) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("coffee.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("coffee.jpg"))
     md5 = user["hash_md5"]
     for extension, content_type, loader in [
         (".png", "image/png", "pngload_buffer"),
@@ -104,8 +100,7 @@ async def test_extensions_and_accept_pick_the_format(start_stack: StartStack, sa
 
 async def test_headers_hits_304_and_head(start_stack: StartStack, sample_bytes) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("astronaut.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("astronaut.jpg"))
     path = f"/avatar/{user['hash_md5']}?s=100"
     first, body = await stack.get(path)
     assert first.headers["X-Cache"] == "MISS"
@@ -139,8 +134,7 @@ async def test_unknown_parameters_keep_the_same_etag_and_cache_entry(
     start_stack: StartStack, sample_bytes
 ) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("astronaut.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("astronaut.jpg"))
     base = f"/avatar/{user['hash_md5']}?s=60"
     first, _ = await stack.get(base)
     for extra in ("&v=123", "&foo=bar&v=9", "&_=1700000000"):
@@ -153,8 +147,7 @@ async def test_unknown_parameters_keep_the_same_etag_and_cache_entry(
 
 async def test_size_out_of_range_is_a_400_naming_it(start_stack: StartStack, sample_bytes) -> None:
     stack = await start_stack()
-    user = await stack.user(sample_bytes("astronaut.jpg"))
-    await stack.activate(user, 0)
+    user = await stack.active_user(sample_bytes("astronaut.jpg"))
     md5 = user["hash_md5"]
     for query, named in [
         ("s=0", "s:"),
@@ -187,8 +180,7 @@ async def test_rating_above_the_requested_one_is_treated_as_absent(
 ) -> None:
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack()
-    user = await stack.user(astronaut, ratings=("r",))
-    await stack.activate(user, 0)
+    user = await stack.active_user(astronaut, ratings=("r",))
     md5 = user["hash_md5"]
     for query, shows_photo in [
         ("", False),  # default rating g
