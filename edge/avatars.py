@@ -7,7 +7,6 @@ the purge hook for `hashes`, the "origin reachable" readiness check and the reso
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
@@ -187,10 +186,9 @@ def avatar_spec(
     spec = parse_spec(request.query.items(), request.app[LIMITS], avatar=True)
     requested = extension_format or spec.format
     fmt, vary = negotiate(requested, request.headers.get("Accept"), config.transforms.auto_formats)
-    spec = dataclasses.replace(
-        spec,
-        format=cast(Format, requested if fmt == "source" else fmt),  # "source": keep it
-        progressive=config.transforms.jpeg_progressive,
+    spec = spec.for_output(
+        cast(Format, requested if fmt == "source" else fmt),  # "source": keep it
+        config.transforms.jpeg_progressive,
     )
     return spec, fmt, vary
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -92,10 +91,9 @@ def resolve_img(request: web.Request) -> ImgRoute:
     fmt, vary = negotiate(
         spec.format, request.headers.get("Accept"), config.transforms.auto_formats
     )
-    spec = dataclasses.replace(
-        spec,
-        format=spec.format if fmt == "source" else cast(Format, fmt),  # "source": keep it
-        progressive=config.transforms.jpeg_progressive,
+    spec = spec.for_output(
+        cast(Format, spec.format if fmt == "source" else fmt),  # "source": keep it
+        config.transforms.jpeg_progressive,
     )
     return ImgRoute(path, app[SOURCE].identity(path), spec, spec.cache_token(fmt), fmt, vary)
 

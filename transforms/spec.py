@@ -32,6 +32,7 @@ Gravity = Literal["centre", "attention", "entropy"]
 FITS: tuple[str, ...] = get_args(Fit)
 FORMATS: tuple[str, ...] = get_args(Format)
 GRAVITIES: tuple[str, ...] = get_args(Gravity)
+SPEC_FORMATS = frozenset((*FORMATS, "auto"))
 
 # Default encode quality per output format; formats without a quality knob are absent.
 DEFAULT_QUALITY: dict[str, int] = {"jpeg": 80, "webp": 80, "avif": 50}
@@ -80,23 +81,43 @@ class TransformSpec:
     progressive: bool = False  # set by the edge from config, not from the query
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.width is None or self.width >= 1, "width: must be at least 1"),
-            (self.height is None or self.height >= 1, "height: must be at least 1"),
-            (self.fit in FITS, f"fit: must be one of {', '.join(FITS)}"),
-            (math.isfinite(self.dpr) and 1.0 <= self.dpr <= 4.0, "dpr: must be 1..4"),
-            (self.quality is None or 1 <= self.quality <= 100, "quality: must be 1..100"),
-            (
-                self.format in (*FORMATS, "auto"),
-                f"format: must be one of {', '.join(FORMATS)}, auto",
-            ),
-            (self.gravity in GRAVITIES, f"gravity: must be one of {', '.join(GRAVITIES)}"),
-            (self.blur is None or 0.3 <= self.blur <= 100, "blur: must be 0.3..100"),
-            (self.sharpen is None or 0.3 <= self.sharpen <= 10, "sharpen: must be 0.3..10"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidParam(message)
+        # Every request builds one; a list of (check, message) pairs with joined messages cost
+        # 2.5 us a spec, these tests 0.9.
+        if self.width is not None and self.width < 1:
+            raise InvalidParam("width: must be at least 1")
+        if self.height is not None and self.height < 1:
+            raise InvalidParam("height: must be at least 1")
+        if self.fit not in FITS:
+            raise InvalidParam(f"fit: must be one of {', '.join(FITS)}")
+        if not (math.isfinite(self.dpr) and 1.0 <= self.dpr <= 4.0):
+            raise InvalidParam("dpr: must be 1..4")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise InvalidParam("quality: must be 1..100")
+        if self.format not in SPEC_FORMATS:
+            raise InvalidParam(f"format: must be one of {', '.join(FORMATS)}, auto")
+        if self.gravity not in GRAVITIES:
+            raise InvalidParam(f"gravity: must be one of {', '.join(GRAVITIES)}")
+        if self.blur is not None and not 0.3 <= self.blur <= 100:
+            raise InvalidParam("blur: must be 0.3..100")
+        if self.sharpen is not None and not 0.3 <= self.sharpen <= 10:
+            raise InvalidParam("sharpen: must be 0.3..10")
+
+    def for_output(self, format: Format | Literal["auto"], progressive: bool) -> TransformSpec:
+        """This spec encoding to `format` (the negotiated one), progressive or not (config).
+        Every field by position: `dataclasses.replace` cost 4.1 us per request, this 1.2."""
+        return TransformSpec(
+            self.width,
+            self.height,
+            self.fit,
+            self.dpr,
+            self.quality,
+            format,
+            self.gravity,
+            self.blur,
+            self.sharpen,
+            self.enlarge,
+            progressive,
+        )
 
     def effective_quality(self, output_format: str) -> int | None:
         """The quality to encode `output_format` with, or None when the format has no quality."""

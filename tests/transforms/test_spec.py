@@ -247,20 +247,36 @@ def test_token_with_output_format(query: str, output: str, token: str) -> None:
 
 
 def test_spec_cannot_be_invalid() -> None:
-    for bad in [
-        {"width": 0},
-        {"height": -3},
-        {"fit": "crop"},
-        {"dpr": 0.5},
-        {"dpr": float("nan")},
-        {"quality": 0},
-        {"format": "bmp"},
-        {"gravity": "north"},
-        {"blur": 0.1},
-        {"sharpen": 11.0},
+    for bad, message in [
+        ({"width": 0}, "width: must be at least 1"),
+        ({"height": -3}, "height: must be at least 1"),
+        ({"fit": "crop"}, "fit: must be one of cover, contain, fill, inside, outside"),
+        ({"dpr": 0.5}, "dpr: must be 1..4"),
+        ({"dpr": float("nan")}, "dpr: must be 1..4"),
+        ({"quality": 0}, "quality: must be 1..100"),
+        ({"format": "bmp"}, "format: must be one of jpeg, png, webp, avif, gif, auto"),
+        ({"gravity": "north"}, "gravity: must be one of centre, attention, entropy"),
+        ({"blur": 0.1}, "blur: must be 0.3..100"),
+        ({"sharpen": 11.0}, "sharpen: must be 0.3..10"),
     ]:
-        with pytest.raises(InvalidParam):
+        with pytest.raises(InvalidParam) as err:
             TransformSpec(**bad)  # type: ignore[arg-type]
+        assert err.value.message == message
+
+
+def test_for_output_changes_only_the_format_and_progressive() -> None:
+    spec = TransformSpec(
+        width=10, height=20, fit="cover", dpr=2.0, quality=70, format="auto",
+        gravity="entropy", blur=1.5, sharpen=2.0, enlarge=True,
+    )  # fmt: skip
+    assert all(  # every field differs from its default, so a dropped one would show
+        getattr(spec, f.name) != f.default
+        for f in dataclasses.fields(spec)
+        if f.name not in ("progressive", "format")
+    )
+    out = spec.for_output("webp", True)
+    assert out == dataclasses.replace(spec, format="webp", progressive=True)
+    assert spec.for_output("auto", False) == spec
 
 
 def test_effective_quality() -> None:
