@@ -43,6 +43,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.edgemetrics import sample_sum
+from benchmarks.load import parse_overrides
 from benchmarks.loadgen import LoadOutcome, run_load
 from benchmarks.procstats import children_map, descendants, process_name, rss_bytes
 from benchmarks.scenarios import MID_SOURCES, ZipfMix
@@ -276,7 +277,13 @@ def rss_report(sampler: RssSampler, duration_s: float) -> list[dict[str, Any]]:
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Start a stack, seed it, calibrate if needed, soak; return the report."""
-    stack = Stack(StackOptions(transform_processes=args.transform_processes, keep_dir=args.keep))
+    stack = Stack(
+        StackOptions(
+            transform_processes=args.transform_processes,
+            overrides=args.overrides,
+            keep_dir=args.keep,
+        )
+    )
     try:
         await stack.start()
         write_bad_files(stack.dir / "images")
@@ -397,11 +404,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--transform-processes", type=int, default=0, help="0 = one per CPU")
     p.add_argument("--out", type=Path, default=RESULTS / "soak.json", help="JSON report path")
     p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the started stack, e.g. edge.transforms.nice=0 (repeat)",
+    )
     args = p.parse_args(argv)
     if args.duration <= 0 or (args.rate is not None and args.rate <= 0) or args.connections < 1:
         p.error("--duration, --rate and --connections must be positive")
     if args.users > args.hashes:
         p.error("--users cannot exceed --hashes")
+    args.overrides = parse_overrides(p, args.set)
     return args
 
 
