@@ -67,8 +67,8 @@ DEPTH = 2  # tasks a worker is given at once: the one it runs and the next
 # let the worst case of edge + workers (every budget full at once) pass DESIGN's 300 MB +
 # memory_bytes by ~15 MB; 16 MiB cost a third of the pool's reuse on the corpus.
 DECODED_BYTES = 24 * 1024 * 1024
-# Below the serving loop: under the overload mix 503s took half as long (p50 48 -> 23-28 ms)
-# and misses/s held; 0 leaves the workers at the loop's priority.
+# Below the serving loop (0: at its priority). Closed-loop overload, alternating: 503 p50
+# 40-42 -> 25 ms, p99 70-86 -> 54-55 ms; misses/s and the avatar mix level (4 pairs).
 NICE = 10
 
 
