@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shlex
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
+
+import yaml
 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:
@@ -29,3 +32,25 @@ def run_main(main: Coroutine[Any, Any, int]) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE`, repeatable: config for the stack the benchmark starts."""
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the started stack, e.g. edge.transforms.nice=0 (repeat)",
+    )
+
+
+def parse_overrides(p: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, Any]:
+    """`--set` items as {"edge.cache.memory_bytes": 0, ...} (values read as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(("edge.", "origin.")):
+            p.error(f"--set {item!r}: expected edge.KEY=VALUE or origin.KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out

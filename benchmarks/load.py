@@ -12,14 +12,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import yaml
 
 from benchmarks.chart import plot_scenario, plot_summary
 from benchmarks.drive import Driver, Progress, choose_generator
-from benchmarks.entry import command_line, run_main
+from benchmarks.entry import add_overrides, command_line, parse_overrides, run_main
 from benchmarks.report import process_lines, table, write_json
 from benchmarks.runner import ScenarioRunner
 from benchmarks.scenarios import DEFAULT_USERS, SCENARIOS
@@ -52,13 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--generator", choices=("auto", "wrk", "builtin"), default="auto")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (scenario default)")
     p.add_argument("--users", type=int, default=DEFAULT_USERS, help="avatar users to seed (200)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for the started stack, e.g. edge.cache.memory_bytes=0 (repeat)",
-    )
+    add_overrides(p)
     p.add_argument(
         "--progressive",
         action="store_true",
@@ -96,16 +88,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.scenarios = list(dict.fromkeys(names))
     args.overrides = parse_overrides(p, args.set)
     return args
-
-
-def parse_overrides(p: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith(("edge.", "origin.")):
-            p.error(f"--set {item!r}: expected edge.KEY=VALUE or origin.KEY=VALUE")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def settings_for(args: argparse.Namespace, scenario: str) -> Settings:

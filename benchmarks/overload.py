@@ -32,8 +32,7 @@ import aiohttp
 from yarl import URL
 
 from benchmarks.drive import Progress, wait_quiet
-from benchmarks.entry import command_line, run_main
-from benchmarks.load import parse_overrides
+from benchmarks.entry import add_overrides, command_line, parse_overrides, run_main
 from benchmarks.loadgen import LoadState, wait_turn
 from benchmarks.overloadstats import (
     Tally,
@@ -201,13 +200,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--transform-processes", type=int, default=0, help="per serving process (0 = per CPU)"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for the started stack, e.g. edge.transforms.nice=0 (repeat)",
-    )
+    add_overrides(p)
     p.add_argument("--quiet-wait", type=float, default=10.0, metavar="S", help="(10)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs)")

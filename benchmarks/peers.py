@@ -37,8 +37,8 @@ import aiohttp
 
 from benchmarks.drive import Driver, Progress, choose_generator, wait_quiet
 from benchmarks.edgemetrics import scrape
-from benchmarks.entry import command_line, run_main
-from benchmarks.load import RESULTS, parse_overrides
+from benchmarks.entry import add_overrides, command_line, parse_overrides, run_main
+from benchmarks.load import RESULTS
 from benchmarks.peermix import (
     CHECK_QUERY,
     MIX_SEED,
@@ -232,7 +232,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--transform-processes", type=int, default=0, help="edge transform workers (0 = per CPU)"
     )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
+    add_overrides(p)
     p.add_argument("--generator", choices=("auto", "wrk", "builtin"), default="auto")
     p.add_argument(
         "--quiet-wait", type=float, default=20.0, metavar="S", help="wait for a quiet box (20)"

@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.edgemetrics import sample_sum
-from benchmarks.load import parse_overrides
+from benchmarks.entry import add_overrides, parse_overrides
 from benchmarks.loadgen import LoadOutcome, run_load
 from benchmarks.procstats import children_map, descendants, process_name, rss_bytes
 from benchmarks.scenarios import MID_SOURCES, ZipfMix
@@ -404,13 +404,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--transform-processes", type=int, default=0, help="0 = one per CPU")
     p.add_argument("--out", type=Path, default=RESULTS / "soak.json", help="JSON report path")
     p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for the started stack, e.g. edge.transforms.nice=0 (repeat)",
-    )
+    add_overrides(p)
     args = p.parse_args(argv)
     if args.duration <= 0 or (args.rate is not None and args.rate <= 0) or args.connections < 1:
         p.error("--duration, --rate and --connections must be positive")
