@@ -14,6 +14,7 @@ and when it is forgotten (`forget`), so both sides agree on what the worker hold
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -32,8 +33,7 @@ def serve(conn: Connection, decoded_bytes: int = 0, nice: int = 0) -> None:
     serving process's CPU priority to run."""
     # Ctrl-C reaches the whole process group; the pool decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if nice > 0:
-        os.nice(nice)  # raising one's own niceness needs no privilege
+    lower_priority(nice)
     configure_vips()
     SOURCES.budget = decoded_bytes
     conn.send_bytes(READY)
@@ -43,6 +43,15 @@ def serve(conn: Connection, decoded_bytes: int = 0, nice: int = 0) -> None:
         except (EOFError, OSError):
             return  # the pool closed the socket (or died): nothing left to do
         conn.send_bytes(answer(message))
+
+
+def lower_priority(steps: int) -> None:
+    """Run `steps` nice steps below the serving process. Raising one's own niceness needs no
+    privilege; a sandbox that forbids it anyway leaves the worker at the loop's priority
+    rather than stopping it."""
+    if steps > 0:
+        with contextlib.suppress(OSError):
+            os.nice(steps)
 
 
 def answer(message: bytes) -> bytes:
