@@ -102,6 +102,13 @@ def tail(path: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def child_env(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment the stack's servers get, and the `IMGCDN_*` names left out of it: the
+    benchmark's config file decides, so a shell's settings cannot skew a run unseen."""
+    dropped = sorted(k for k in environ if k.startswith("IMGCDN_"))
+    return {k: v for k, v in environ.items() if not k.startswith("IMGCDN_")}, dropped
+
+
 def apply_override(config: dict[str, Any], dotted: str, value: Any) -> None:
     """Set `edge.cache.memory_bytes`-style keys in a nested config mapping."""
     *parents, last = dotted.split(".")
@@ -173,6 +180,13 @@ class Stack:
                 shutil.copyfile(sample, images / sample.name)
         config_file = self.dir / "config.yaml"
         config_file.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
+        _, dropped = child_env(os.environ)
+        if dropped:  # an experiment switched this way would silently measure nothing
+            print(
+                f"note: {', '.join(dropped)} not passed to the started stack; "
+                "use --set edge.KEY=VALUE",
+                file=sys.stderr,
+            )
         try:
             for name in ("origin", "edge"):
                 self.spawn(name, config_file)
@@ -184,7 +198,7 @@ class Stack:
 
     def spawn(self, name: str, config_file: Path) -> None:
         """Start `imgcdn NAME --config FILE`, output to NAME.log in the stack's directory."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMGCDN_")}
+        env, _ = child_env(os.environ)
         with open(self.dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
             self.procs[name] = subprocess.Popen(
                 imgcdn_command(name, "--config", str(config_file)),
