@@ -8,14 +8,10 @@
   `DOWN_BACKOFF_S`: they fall back (or fail) at once instead of each waiting for a timeout.
 - A purge drops a hash from all three. A lookup already in flight when a purge arrives still
   answers its own waiters, but is not cached: its answer may predate the change.
-- Refresh ahead: a found hash asked in the last `REFRESH_AHEAD` of its TTL is answered from the
-  cache and asked again in the background, so a hash in steady use never expires under its
-  requests (nginx's `proxy_cache_background_update`; nothing is served past its TTL).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,7 +25,6 @@ from transforms.errors import OriginFailed, Timeout
 
 MAX_ENTRIES = 100_000  # per cache; a lookup is ~300 bytes
 DOWN_BACKOFF_S = 1.0
-REFRESH_AHEAD = 0.1  # of `lookup_ttl_s`: the window in which a use asks the origin again
 ORIGIN_DOWN = (OriginFailed, Timeout)
 
 Ask = Callable[[str], Awaitable[Avatar | None]]
@@ -53,7 +48,6 @@ class AvatarLookups:
         self.flights: SingleFlight[tuple[str, int], Lookup] = SingleFlight()
         self.purges = 0  # bumped by every purge: flights started before one are not cached
         self.down_until = 0.0  # monotonic
-        self.refresh_after_s = ttl_s * (1 - REFRESH_AHEAD)
 
     async def get(self, avatar_hash: str) -> Lookup:
         """The cached answer, or the origin's (one call however many ask); raises 502/504
@@ -69,26 +63,8 @@ class AvatarLookups:
         return lookup
 
     def cached(self, avatar_hash: str) -> Lookup | None:
-        """The origin's answer while it is fresh (never a stale one: those are not kept);
-        one in the last `REFRESH_AHEAD` of its TTL is asked again in the background."""
-        found = self.fresh.get(avatar_hash)
-        if found is None:
-            return self.negative.get(avatar_hash)
-        if time.time() - found.checked_at >= self.refresh_after_s:
-            self._refresh(avatar_hash)
-        return found
-
-    def _refresh(self, avatar_hash: str) -> None:
-        """Ask the origin again without waiting (one flight, as `get`'s). If it fails, the
-        cached answer stands until its TTL ends, and `_ask` backs off as for any lookup."""
-        key = (avatar_hash, self.purges)
-        if self.flights.running(key) or time.monotonic() < self.down_until:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # not serving: nothing to refresh for
-            return
-        self.flights.start(key, lambda: self._ask(avatar_hash))
+        """The origin's answer while it is fresh (never a stale one: those are not kept)."""
+        return self.fresh.get(avatar_hash) or self.negative.get(avatar_hash)
 
     def ttl_left(self, lookup: Lookup, now: float) -> float:
         """Seconds until the edge asks the origin again (negative once stale)."""

@@ -27,18 +27,13 @@ class SingleFlight(Generic[K, T]):
 
     async def run(self, key: K, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """Return (result, shared): shared is True when another caller's run produced it."""
-        shared = key in self._flights
-        return await asyncio.shield(self.start(key, work)), shared
-
-    def start(self, key: K, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
-        """The flight of `key`, started now if none is running (from within the event loop;
-        nobody need await it: its outcome is retrieved either way)."""
         task = self._flights.get(key)
+        shared = task is not None
         if task is None:
             task = asyncio.ensure_future(work())
             self._flights[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
-        return task
+        return await asyncio.shield(task), shared
 
     def _forget(self, key: K, task: asyncio.Task[T]) -> None:
         if self._flights.get(key) is task:
