@@ -180,7 +180,7 @@ class Stack:
                 shutil.copyfile(sample, images / sample.name)
         config_file = self.dir / "config.yaml"
         config_file.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
-        _, dropped = child_env(os.environ)
+        env, dropped = child_env(os.environ)
         if dropped:  # an experiment switched this way would silently measure nothing
             print(
                 f"note: {', '.join(dropped)} not passed to the started stack; "
@@ -189,16 +189,16 @@ class Stack:
             )
         try:
             for name in ("origin", "edge"):
-                self.spawn(name, config_file)
+                self.spawn(name, config_file, env)
                 url = self.origin_url if name == "origin" else self.edge_url
                 await self.wait_healthy(name, url)
         except BaseException:
             self.stop()
             raise
 
-    def spawn(self, name: str, config_file: Path) -> None:
-        """Start `imgcdn NAME --config FILE`, output to NAME.log in the stack's directory."""
-        env, _ = child_env(os.environ)
+    def spawn(self, name: str, config_file: Path, env: Mapping[str, str]) -> None:
+        """Start `imgcdn NAME --config FILE` with `env`, output to NAME.log in the stack's
+        directory."""
         with open(self.dir / f"{name}.log", "wb") as log:  # the child keeps its own copy
             self.procs[name] = subprocess.Popen(
                 imgcdn_command(name, "--config", str(config_file)),

@@ -176,6 +176,21 @@ async def test_workers_run_nice_steps_below_the_serving_process(nice: int) -> No
         assert await pool.run(tasks.niceness) == expected
 
 
+def test_a_worker_that_may_not_lower_its_priority_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(steps: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refuse)
+    worker.lower_priority(10)  # no exception: the worker goes on at the loop's priority
+    calls: list[int] = []
+    monkeypatch.setattr(os, "nice", lambda steps: calls.append(steps) or 0)
+    worker.lower_priority(0)
+    worker.lower_priority(3)
+    assert calls == [3]
+
+
 async def test_hostile_inputs_keep_worker_memory_bounded(sample_bytes: Read) -> None:
     async with running(processes=1, max_queue=8, timeout_s=20) as pool:
         data = sample_bytes("astronaut.jpg")
@@ -418,18 +433,3 @@ async def test_close_answers_a_task_moved_back_by_a_crash_during_the_grace_perio
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def test_a_worker_that_may_not_lower_its_priority_still_runs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def refuse(steps: int) -> int:
-        raise PermissionError(1, "Operation not permitted")
-
-    monkeypatch.setattr(os, "nice", refuse)
-    worker.lower_priority(10)  # no exception: the worker goes on at the loop's priority
-    calls: list[int] = []
-    monkeypatch.setattr(os, "nice", lambda steps: calls.append(steps) or 0)
-    worker.lower_priority(0)
-    worker.lower_priority(3)
-    assert calls == [3]
