@@ -18,6 +18,7 @@ from edge.appkeys import (
     PURGE_HOOKS,
     READINESS_CHECKS,
     REPORTS_SHARED,
+    ROUTE_PARTS,
     SOURCE,
     TIERS,
     VARIANTS,
@@ -27,7 +28,7 @@ from edge.broadcast import PurgeBroadcast
 from edge.cache import DiskTier, MemoryTier, TieredCache
 from edge.front import install_front
 from edge.img import IMG, handle_img, handle_raw
-from edge.memo import request_memo
+from edge.memo import Interner, request_memo
 from edge.metrics import create_metrics
 from edge.middleware import add_catch_all, add_route
 from edge.originals import Originals
@@ -37,6 +38,7 @@ from edge.sources import create_source
 from edge.status import (
     default_checks,
     gauges_ctx,
+    gc_ctx,
     handle_healthz,
     handle_metrics,
     handle_readyz,
@@ -49,6 +51,7 @@ from transforms.spec import Limits
 
 ROUTES_KEPT = 4096  # memoized /img request resolutions (~1 KB each with their headers)
 AVATAR_ROUTES_KEPT = 16384  # avatars: many hashes x a few sizes; Zipf traffic needs more
+ROUTE_PARTS_KEPT = 1024  # distinct specs and avatar queries shared by the memoized routes
 
 
 def create_app(
@@ -65,10 +68,11 @@ def create_app(
     app[REPORTS_SHARED] = reports_shared
     app[IMG_ROUTES] = request_memo(ROUTES_KEPT)
     app[AVATAR_ROUTES] = request_memo(AVATAR_ROUTES_KEPT)
+    app[ROUTE_PARTS] = Interner(ROUTE_PARTS_KEPT)
     app[PURGE_HOOKS] = {"paths": purge_paths_hook(app)}
     app[READINESS_CHECKS] = default_checks(app)
     app.cleanup_ctx.extend(
-        [pool_ctx(pool), cache_ctx, source_ctx, variants_ctx, broadcast_ctx, gauges_ctx]
+        [pool_ctx(pool), cache_ctx, source_ctx, variants_ctx, broadcast_ctx, gauges_ctx, gc_ctx]
     )
     add_routes(app)
     setup_avatars(app)  # after the fixed routes: its pattern only takes hashes anyway

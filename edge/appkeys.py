@@ -11,7 +11,7 @@ from edge.avatar_variants import AvatarVariants
 from edge.broadcast import PurgeBroadcast
 from edge.cache import TieredCache
 from edge.lookup import AvatarLookups
-from edge.memo import Memo
+from edge.memo import Interner, Memo
 from edge.metrics import Metrics
 from edge.origin_client import OriginClient
 from edge.originals import Originals
@@ -50,3 +50,4 @@ LOOKUPS = web.AppKey("lookups", AvatarLookups)  # avatars: hash -> photo
 AVATARS = web.AppKey("avatars", AvatarVariants)  # avatars: cached variants
 IMG_ROUTES = web.AppKey("img_routes", Memo)  # (raw path, Accept) -> img.ImgRoute
 AVATAR_ROUTES = web.AppKey("avatar_routes", Memo)  # (raw path, Accept) -> avatars.AvatarRoute
+ROUTE_PARTS = web.AppKey("route_parts", Interner)  # specs and queries the routes share

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from aiohttp import web
@@ -27,13 +27,13 @@ from edge.appkeys import (
     POOL,
     PURGE_HOOKS,
     READINESS_CHECKS,
+    ROUTE_PARTS,
     TIERS,
     PurgeHook,
 )
 from edge.avatar_query import (
     ROUTE,
     AvatarQuery,
-    AvatarTarget,
     default_variant_key,
     parse_avatar_query,
     parse_target,
@@ -65,17 +65,21 @@ class Found:
     degraded: bool = False  # the origin failed and `d` stands in
 
 
-@dataclass(frozen=True)
-class AvatarRoute:
-    """What an avatar request line + `Accept` resolve to (pure): memoized like /img's."""
+@dataclass(slots=True, eq=False)
+class AvatarRoute(HeaderSlot):
+    """What an avatar request line + `Accept` resolve to (pure): memoized like /img's. The
+    query and spec are shared with every route that asks the same (`ROUTE_PARTS`). It is its
+    own `HeaderSlot`: one object per memoized route for the cyclic GC to walk, not two."""
 
-    target: AvatarTarget
+    hash: str
     query: AvatarQuery
     spec: TransformSpec
     fmt: str
     vary: bool
     token: str
-    headers: HeaderSlot = field(default_factory=HeaderSlot, compare=False)
+
+    def __post_init__(self) -> None:
+        HeaderSlot.__init__(self)
 
 
 def resolve_avatar(request: web.Request) -> AvatarRoute:
@@ -83,7 +87,8 @@ def resolve_avatar(request: web.Request) -> AvatarRoute:
     target = parse_target(request.match_info["tail"])
     query = parse_avatar_query(request.query.items())
     spec, fmt, vary = avatar_spec(request, target.format)
-    return AvatarRoute(target, query, spec, fmt, vary, spec.cache_token(fmt))
+    shared = request.app[ROUTE_PARTS]
+    return AvatarRoute(target.hash, shared(query), shared(spec), fmt, vary, spec.cache_token(fmt))
 
 
 async def handle_avatar(request: web.Request) -> web.StreamResponse:
@@ -96,27 +101,27 @@ async def handle_avatar(request: web.Request) -> web.StreamResponse:
     response = fresh_avatar_hit(request.app, route, request, started)
     if response is not None:
         return response
-    target, query, spec, fmt, vary, token = (
-        route.target,
+    avatar_hash, query, spec, fmt, vary, token = (
+        route.hash,
         route.query,
         route.spec,
         route.fmt,
         route.vary,
         route.token,
     )
-    found = await find_avatar(request.app, target.hash, query)
-    served, found = await serve_photo(request.app, target.hash, query, found, spec, token, fmt)
+    found = await find_avatar(request.app, avatar_hash, query)
+    served, found = await serve_photo(request.app, avatar_hash, query, found, spec, token, fmt)
     if served is None:
         if query.default == "404":
             raise NotFound("hash: no avatar for this hash")
         if isinstance(query.default, Redirect):
             return redirect(request, query.default.url, found.degraded)
-        key = default_variant_key(query.default, target.hash, query.initials, token, fmt)
+        key = default_variant_key(query.default, avatar_hash, query.initials, token, fmt)
         served = await request.app[AVATARS].default(
-            key, query.default, target.hash, query.initials, spec
+            key, query.default, avatar_hash, query.initials, spec
         )
     return avatar_response(
-        request.app, request, served, found, vary=vary, started=started, slot=route.headers
+        request.app, request, served, found, vary=vary, started=started, slot=route
     )
 
 
@@ -130,7 +135,7 @@ def fresh_avatar_hit(
     query = route.query
     if query.force_default:
         return None
-    lookup = app[LOOKUPS].cached(route.target.hash)
+    lookup = app[LOOKUPS].cached(route.hash)
     if lookup is None or lookup.avatar is None:
         return None
     avatar = lookup.avatar
@@ -149,7 +154,7 @@ def fresh_avatar_hit(
         Found(avatar, lookup),
         vary=route.vary,
         started=started,
-        slot=route.headers,
+        slot=route,
     )
 
 
@@ -241,7 +246,7 @@ def avatar_response(
     whole_ttl = None if ttl is None else int(ttl)
     headers = None
     if slot is not None and age is not None:
-        headers = slot.get(entry, lookup, outcome, int(age), whole_ttl, found.degraded)
+        headers = slot.get(entry, outcome, int(age), whole_ttl, found.degraded)
     if headers is None:
         max_age = app[CONFIG].cache.avatar_max_age_s
         headers = image_headers(
@@ -254,9 +259,7 @@ def avatar_response(
             timings_ms=timings,
         )
         if slot is not None and age is not None:
-            headers = slot.keep(
-                entry, lookup, outcome, int(age), whole_ttl, headers, found.degraded
-            )
+            headers = slot.keep(entry, outcome, int(age), whole_ttl, headers, found.degraded)
     if etag_matches(request.headers.get("If-None-Match"), entry.etag):
         headers = {name: value for name, value in headers.items() if name != "Content-Type"}
         return web.Response(status=304, headers=headers)

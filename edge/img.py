@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
 from aiohttp import web
 
-from edge.appkeys import CONFIG, IMG_ROUTES, LIMITS, METRICS, POOL, SOURCE, VARIANTS
+from edge.appkeys import CONFIG, IMG_ROUTES, LIMITS, METRICS, POOL, ROUTE_PARTS, SOURCE, VARIANTS
 from edge.headers import HIT_MEMORY
 from edge.keys import RAW_FORMAT, RAW_TOKEN
 from edge.paths import clean_path
@@ -25,10 +25,11 @@ RAW_TYPES = {**CONTENT_TYPES, "tiff": "image/tiff", "heif": "image/heif"}
 IMG = "img"  # the route's name, and its `route` label in the request metrics
 
 
-@dataclass(frozen=True)
-class ImgRoute:
+@dataclass(slots=True, eq=False)
+class ImgRoute(HeaderSlot):
     """What an `/img` request line + `Accept` resolve to. Pure (signature, path checks, spec,
-    negotiated format, cache token), so it is memoized per (raw path, Accept): see memo.py."""
+    negotiated format, cache token), so it is memoized per (raw path, Accept): see memo.py.
+    Its own `HeaderSlot`, like `AvatarRoute`; the spec is shared (`ROUTE_PARTS`)."""
 
     path: str
     source_id: str
@@ -36,7 +37,9 @@ class ImgRoute:
     token: str
     fmt: str
     vary: bool
-    headers: HeaderSlot = field(default_factory=HeaderSlot, compare=False)
+
+    def __post_init__(self) -> None:
+        HeaderSlot.__init__(self)
 
 
 async def handle_img(request: web.Request) -> web.Response:
@@ -57,7 +60,7 @@ async def handle_img(request: web.Request) -> web.Response:
         served,
         vary_accept=route.vary,
         stale_if_error_s=app[CONFIG].cache.stale_if_error_s,
-        slot=route.headers,
+        slot=route,
     )
 
 
@@ -68,7 +71,7 @@ def fresh_hit(app: web.Application, route: ImgRoute, request: web.Request) -> we
     if hit is None:
         return None
     if "If-None-Match" not in request.headers:
-        kept = hit_headers(route.headers, *hit)  # the common case: nothing to build
+        kept = hit_headers(route, *hit)  # the common case: nothing to build
         if kept is not None:
             return web.Response(body=hit[0].body, headers=kept)
     return image_response(
@@ -76,7 +79,7 @@ def fresh_hit(app: web.Application, route: ImgRoute, request: web.Request) -> we
         Served(hit[0], HIT_MEMORY, hit[1]),
         vary_accept=route.vary,
         stale_if_error_s=app[CONFIG].cache.stale_if_error_s,
-        slot=route.headers,
+        slot=route,
     )
 
 
@@ -95,7 +98,8 @@ def resolve_img(request: web.Request) -> ImgRoute:
         cast(Format, spec.format if fmt == "source" else fmt),  # "source": keep it
         config.transforms.jpeg_progressive,
     )
-    return ImgRoute(path, app[SOURCE].identity(path), spec, spec.cache_token(fmt), fmt, vary)
+    token = spec.cache_token(fmt)
+    return ImgRoute(path, app[SOURCE].identity(path), app[ROUTE_PARTS](spec), token, fmt, vary)
 
 
 async def render_image(app: web.Application, spec: TransformSpec, fetched: Fetched) -> Rendition:

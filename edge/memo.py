@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 MAX_KEY_CHARS = 2048  # longer request lines are resolved every time, not kept
 
@@ -48,6 +49,31 @@ class Memo(Generic[K, V]):
 
     def clear(self) -> None:
         self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Interner:
+    """One shared instance per distinct value, so memoized routes that resolve to equal
+    parts (every hash asking `?s=80` has the same spec and query) hold one object between
+    them, not a copy each: each copy was one more object for every full collection of the
+    cyclic GC to walk, with the loop stopped. Bounded: when full it starts over (routes keep
+    what they hold; only the sharing is lost)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: dict[object, object] = {}
+
+    def __call__(self, value: T) -> T:
+        """`value`, or the equal one kept earlier (values must be hashable)."""
+        kept = self._items.get(value)
+        if kept is not None:
+            return cast(T, kept)
+        if len(self._items) >= self.max_entries:
+            self._items.clear()
+        self._items[value] = value
+        return value
 
     def __len__(self) -> int:
         return len(self._items)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -16,42 +15,47 @@ from edge.variants import Served
 
 
 class HeaderSlot:
-    """The headers last built for one memoized route, sent again while every input is the
-    same: the entry and its record (or avatar lookup) by identity, the outcome, Age and ttl
-    to the second, and `flag` (avatars: degraded). Building them costs ~7 us (an HTTP date,
-    Cache-Status, a dict); `get` is a few comparisons. Entries are held by weak reference:
-    a memo must not keep evicted bodies alive."""
+    """The headers last built for one memoized route, sent again while every input they were
+    built from is the same: the entry's content type, ETag and Last-Modified, the outcome, Age
+    and ttl to the second, and `extra` (/img: the record's max-age; avatars: degraded).
+    Building them costs ~7 us (an HTTP date, Cache-Status, a dict); `get` is a few
+    comparisons. It keeps those values, never the entry: a memo must not keep evicted bodies
+    alive (and a weak reference would be two more objects per route for the cyclic GC).
+    Memoized routes subclass it, so a route and its headers are two objects, not three."""
 
-    __slots__ = ("_age", "_entry", "_flag", "_outcome", "_owner", "_ttl", "headers")
+    __slots__ = (
+        "_age",
+        "_content_type",
+        "_etag",
+        "_extra",
+        "_modified",
+        "_outcome",
+        "_ttl",
+        "headers",
+    )
 
     def __init__(self) -> None:
-        self._entry: weakref.ref[object] | None = None
-        self._owner: weakref.ref[object] | None = None
+        self._etag: str | None = None  # nothing kept yet: `get` misses
+        self._content_type = ""
+        self._modified = 0.0
         self._outcome: object = None
         self._age = -1
         self._ttl: int | None = None
-        self._flag = False
+        self._extra: object = None
         # A CIMultiDict: web.Response copies it ~0.4 us faster than a dict of 9 headers.
         self.headers: Mapping[str, str] = CIMultiDict()
 
     def get(
-        self,
-        entry: object,
-        owner: object | None,
-        outcome: object,
-        age: int,
-        ttl: int | None,
-        flag: bool = False,
+        self, entry: Entry, outcome: object, age: int, ttl: int | None, extra: object = None
     ) -> Mapping[str, str] | None:
         """The kept headers if they were built for exactly these inputs, else None."""
-        held, held_owner = self._entry, self._owner
         if (
-            held is not None
-            and held() is entry
-            and (owner is None if held_owner is None else held_owner() is owner)
+            self._etag == entry.etag
             and self._age == age
             and self._ttl == ttl
-            and self._flag == flag
+            and self._modified == entry.last_modified
+            and self._content_type == entry.content_type
+            and self._extra == extra
             and (self._outcome is outcome or self._outcome == outcome)
         ):
             return self.headers
@@ -59,18 +63,20 @@ class HeaderSlot:
 
     def keep(
         self,
-        entry: object,
-        owner: object | None,
+        entry: Entry,
         outcome: object,
         age: int,
         ttl: int | None,
         headers: Mapping[str, str],
-        flag: bool = False,
+        extra: object = None,
     ) -> Mapping[str, str]:
         """Remember `headers` for these inputs; returns what to send."""
-        self._entry = weakref.ref(entry)
-        self._owner = None if owner is None else weakref.ref(owner)
-        self._outcome, self._age, self._ttl, self._flag = outcome, age, ttl, flag
+        self._etag, self._content_type, self._modified = (
+            entry.etag,
+            entry.content_type,
+            entry.last_modified,
+        )
+        self._outcome, self._age, self._ttl, self._extra = outcome, age, ttl, extra
         self.headers = CIMultiDict(headers)
         return self.headers
 
@@ -79,7 +85,7 @@ def hit_headers(slot: HeaderSlot, entry: Entry, record: SourceRecord) -> Mapping
     """The headers of a fresh memory hit on `entry`, if `slot` still holds them (the hit
     path then skips `image_response`)."""
     age = max(0.0, time.time() - record.checked_at)
-    return slot.get(entry, record, HIT_MEMORY, int(age), int(record.max_age - age))
+    return slot.get(entry, HIT_MEMORY, int(age), int(record.max_age - age), record.max_age)
 
 
 def image_response(
@@ -100,7 +106,7 @@ def image_response(
         slot = None  # a miss: its own timings, nothing to reuse
     headers = None
     if slot is not None and age is not None:
-        headers = slot.get(entry, record, outcome, int(age), int(ttl))
+        headers = slot.get(entry, outcome, int(age), int(ttl), record.max_age)
     if headers is None:
         headers = image_headers(
             ImageMeta(entry.content_type, entry.etag, entry.last_modified),
@@ -113,7 +119,7 @@ def image_response(
             timings_ms=served.timings_ms,
         )
         if slot is not None and age is not None:
-            headers = slot.keep(entry, record, outcome, int(age), int(ttl), headers)
+            headers = slot.keep(entry, outcome, int(age), int(ttl), headers, record.max_age)
     if etag_matches(request.headers.get("If-None-Match"), entry.etag):
         headers = {name: value for name, value in headers.items() if name != "Content-Type"}
         return web.Response(status=304, headers=headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from edge.appkeys import (
     TIERS,
     ReadinessCheck,
 )
-from edge.metrics import CONTENT_TYPE, render_metrics
+from edge.metrics import CONTENT_TYPE, gc_timer, render_metrics
 from edge.middleware import text_error
 
 CHECK_TIMEOUT_S = 2.0
@@ -86,6 +87,14 @@ async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def gc_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Time the cyclic GC's collections while the app lives (`gc_timer`)."""
+    hook = gc_timer(app[METRICS])
+    gc.callbacks.append(hook)
+    yield
+    gc.callbacks.remove(hook)
 
 
 async def handle_metrics(request: web.Request) -> web.Response:

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from edge.appkeys import AVATAR_ROUTES
 from tests.avatars.conftest import Stack, StartStack
 from tests.avatars.images import is_photo
 from tests.avatars.metrics import metric
+from tests.gc_walk import tracked_held
 
 IGNORED = ("Date", "Server")
 
@@ -82,3 +84,20 @@ async def test_defaults_ratings_and_forced_defaults_stay_with_the_route(
         response, _ = await stack.get(f"/avatar/{nobody}?s=50&d=404")
         assert response.status == 404
     assert len(routed) == 6 + 2
+
+
+async def test_memoized_avatar_routes_share_their_query_and_spec(start_stack: StartStack) -> None:
+    """Every hash asking `?s=48&d=mp` resolves to the same query and spec: the memo holds one
+    of each between them, and per route only the route (its own header slot) and its headers,
+    which is what a full collection of the cyclic GC then walks (see tests/edge/test_gc.py)."""
+    stack = await start_stack(lookup_ttl_s=60)
+    hashes = [f"{i:032x}" for i in range(1, 13)]
+    for avatar_hash in hashes:
+        for _ in range(2):
+            response, _ = await stack.get(f"/avatar/{avatar_hash}?s=48&d=mp")
+            assert response.status == 200
+    routes = list(stack.edge.app[AVATAR_ROUTES]._items.values())
+    assert sorted(route.hash for route in routes) == hashes
+    assert len({id(route.spec) for route in routes}) == 1
+    assert len({id(route.query) for route in routes}) == 1
+    assert tracked_held(routes) <= 2 * len(routes) + 3

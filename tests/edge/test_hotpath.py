@@ -7,8 +7,8 @@ import asyncio
 import gc
 import os
 import sqlite3
+import sys
 import time
-import weakref
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge import front
 from edge.appkeys import IMG_ROUTES, TIERS
-from edge.cache import DiskTier, Entry
+from edge.cache import DiskTier, Entry, MemoryTier
 from edge.freshness import SourceRecord
 from edge.memo import MAX_KEY_CHARS, Memo, request_memo
 from edge.records import RecordStore
@@ -206,7 +206,7 @@ async def test_memory_hits_answer_from_the_memo_with_disk_and_memory_in_step(
     await client.get(URL)
     tiers = client.app[TIERS]
     assert len(tiers.memory) == 1
-    tiers.memory.evict_now(next(iter(tiers.memory._lru.values())).tag)
+    tiers.memory.evict_now(only_entry(tiers.memory).tag)
     disk_hit = await client.get(URL)
     assert disk_hit.headers["X-Cache"] == "HIT-DISK"
     assert (await client.get(URL)).headers["X-Cache"] == "HIT-MEMORY"
@@ -226,15 +226,22 @@ async def test_memoized_headers_do_not_keep_purged_bodies_alive(
     )
     await client.get(URL)
     await client.get(URL)  # the route's HeaderSlot now describes this entry
-    entry = next(iter(client.app[TIERS].memory._lru.values()))
-    alive = weakref.ref(entry)
-    del entry
+    body = only_entry(client.app[TIERS].memory).body
+    held = sys.getrefcount(body)  # ours (2: the name and the call's argument) + the tier's
     r = await client.post(
         "/_purge", json={"paths": ["astronaut.jpg"]}, headers={"Authorization": f"Bearer {TOKEN}"}
     )
     assert r.status == 200
     gc.collect()
-    assert alive() is None
+    assert held > 2
+    assert sys.getrefcount(body) == 2  # nothing but us: no slot, memo or tier keeps it
+
+
+def only_entry(memory: MemoryTier) -> Entry:
+    assert len(memory) == 1
+    entry = memory.get_now(next(iter(memory._lru)))
+    assert entry is not None
+    return entry
 
 
 def request_counts(text: str) -> dict[tuple[str, str], float]:
