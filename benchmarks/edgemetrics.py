@@ -1,4 +1,5 @@
-"""Read the edge's `/metrics` before and after a run: cache hits, misses and statuses.
+"""Read the edge's `/metrics` before and after a run: cache hits, misses, statuses and the
+cyclic GC's collections (`imgcdn_edge_gc_seconds`: each one stops the loop).
 
 Hit ratio = delta hits (all tiers) / (delta hits + delta misses), from
 `imgcdn_edge_cache_hits_total{tier}` and `imgcdn_edge_cache_misses_total`. With several edge
@@ -18,6 +19,8 @@ HITS = "imgcdn_edge_cache_hits_total"
 MISSES = "imgcdn_edge_cache_misses_total"
 REQUESTS = "imgcdn_edge_requests_total"
 COALESCED = "imgcdn_edge_coalesced_total"
+GC_COUNT = "imgcdn_edge_gc_seconds_count"
+GC_SUM = "imgcdn_edge_gc_seconds_sum"
 
 
 @dataclass
@@ -26,14 +29,25 @@ class EdgeCounters:
     misses: float = 0.0
     coalesced: float = 0.0
     statuses: dict[str, float] = field(default_factory=dict)  # "route status" -> count
+    gc_count: dict[str, float] = field(default_factory=dict)  # generation -> collections
+    gc_seconds: dict[str, float] = field(default_factory=dict)  # generation -> seconds in them
 
     def minus(self, before: EdgeCounters) -> EdgeCounters:
         return EdgeCounters(
-            hits={k: v - before.hits.get(k, 0) for k, v in self.hits.items()},
+            hits=minus(self.hits, before.hits),
             misses=self.misses - before.misses,
             coalesced=self.coalesced - before.coalesced,
-            statuses={k: v - before.statuses.get(k, 0) for k, v in self.statuses.items()},
+            statuses=minus(self.statuses, before.statuses),
+            gc_count=minus(self.gc_count, before.gc_count),
+            gc_seconds=minus(self.gc_seconds, before.gc_seconds),
         )
+
+    def full_gc_text(self) -> str:
+        """ "full GC 2 x 45 ms" for the generation-2 collections counted, "" when none."""
+        count = self.gc_count.get("2", 0.0)
+        if count < 1:
+            return ""
+        return f"full GC {count:.0f} x {self.gc_seconds.get('2', 0.0) / count * 1000:.0f} ms"
 
     @property
     def hit_ratio(self) -> float:
@@ -48,7 +62,15 @@ class EdgeCounters:
             "coalesced": int(self.coalesced),
             "hit_ratio": None if math.isnan(self.hit_ratio) else round(self.hit_ratio, 4),
             "requests_by_route_status": {k: int(v) for k, v in sorted(self.statuses.items()) if v},
+            "gc_by_generation": {
+                k: {"collections": int(v), "seconds": round(self.gc_seconds.get(k, 0.0), 4)}
+                for k, v in sorted(self.gc_count.items())
+            },
         }
+
+
+def minus(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
 
 
 def sample_sum(
@@ -76,6 +98,10 @@ def parse_metrics(text: str) -> EdgeCounters:
                 counters.misses += sample.value
             elif sample.name == COALESCED:
                 counters.coalesced += sample.value
+            elif sample.name in (GC_COUNT, GC_SUM):
+                into = counters.gc_count if sample.name == GC_COUNT else counters.gc_seconds
+                generation = sample.labels.get("generation", "?")
+                into[generation] = into.get(generation, 0.0) + sample.value
             elif sample.name == REQUESTS:
                 key = f"{sample.labels.get('route', '?')} {sample.labels.get('status', '?')}"
                 counters.statuses[key] = counters.statuses.get(key, 0.0) + sample.value

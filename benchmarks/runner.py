@@ -188,6 +188,8 @@ def describe(r: RunResult) -> str:
     if r.edge and not math.isnan(r.edge.hit_ratio):
         hit = f"  hit ratio {r.edge.hit_ratio:.3f}"
     misses = f"  misses/s {r.value:.0f}" if r.compared == "misses/s" else ""
+    if r.edge and r.edge.full_gc_text():
+        hit += f"  {r.edge.full_gc_text()}"
     return (
         f"{m.rps:.0f} rps{misses}  p50 {m.latency(50):.2f} p90 {m.latency(90):.2f} "
         f"p99 {m.latency(99):.2f} ms  errors {m.errors}{hit}  peak RSS "

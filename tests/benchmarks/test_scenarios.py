@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import Counter
 
@@ -10,8 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 
 from benchmarks import scenarios as sc
-from benchmarks.edgemetrics import parse_metrics
+from benchmarks.edgemetrics import EdgeCounters, parse_metrics
 from benchmarks.measure import Measurement, percentile_curve, spread
+from edge.metrics import create_metrics, gc_timer
 
 
 def test_miss_urls_are_distinct_and_span_every_width_quickly() -> None:
@@ -94,3 +96,21 @@ def test_parse_edge_metrics_from_a_real_registry() -> None:
     assert delta.misses == 25
     assert delta.hit_ratio == pytest.approx(95 / 120)
     assert delta.statuses["img 200"] == 125
+
+
+def test_full_gc_collections_are_read_from_the_edge_metrics() -> None:
+    metrics = create_metrics()
+    hook = gc_timer(metrics)
+    before = parse_metrics(generate_latest(metrics.registry).decode())
+    gc.callbacks.append(hook)
+    try:
+        gc.collect()
+        gc.collect()
+    finally:
+        gc.callbacks.remove(hook)
+    delta = parse_metrics(generate_latest(metrics.registry).decode()).minus(before)
+    assert delta.gc_count["2"] == 2
+    assert delta.gc_seconds["2"] > 0
+    assert delta.full_gc_text().startswith("full GC 2 x ")
+    assert delta.to_json()["gc_by_generation"]["2"]["collections"] == 2
+    assert EdgeCounters().full_gc_text() == ""
