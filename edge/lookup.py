@@ -1,6 +1,10 @@
 """hash -> (photo_id, version, rating): the one mutable thing about an avatar, cached briefly.
 
 - A found hash is kept `lookup_ttl_s` (`fresh`); a 404 `negative_ttl_s` (`negative`).
+- `negative` and `known` live long and hold many hashes (`known` a day, up to 100k), so they
+  keep plain tuples of atomics in an `Expiring` map: nothing per hash for the cyclic GC's full
+  collections to walk (a TTLCache entry was a Lookup, an Avatar and a link object: ~300k
+  tracked objects at capacity, ~300 ms of stopped loop per full collection).
 - Concurrent lookups of one hash make one origin call (single-flight).
 - The last good answer is also kept for `stale_if_error_s` (`known`): when the origin fails,
   known hashes keep being served (as stale) instead of failing.
@@ -12,10 +16,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from cachetools import TTLCache
 
@@ -28,6 +33,49 @@ DOWN_BACKOFF_S = 1.0
 ORIGIN_DOWN = (OriginFailed, Timeout)
 
 Ask = Callable[[str], Awaitable[Avatar | None]]
+V = TypeVar("V")
+KnownRow = tuple[str, int, str, float]  # photo_id, version, rating, checked_at
+
+
+class Expiring(Generic[V]):
+    """A map of at most `max_entries` whose entries expire `ttl_s` after they were set; when
+    full, the oldest set makes room. cachetools' TTLCache keeps a link object per entry, each
+    one more object for the cyclic GC to walk; this keeps (expiry, value) tuples in an
+    OrderedDict, which cost the GC nothing when the values are atomic."""
+
+    def __init__(
+        self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        found = self._items.get(key)
+        if found is None or found[0] <= self.clock():
+            return None
+        return found[1]
+
+    def set(self, key: str, value: V) -> None:
+        items, now = self._items, self.clock()
+        items.pop(key, None)  # set again: it moves to the end, the order expiries come in
+        while items:
+            expires, _ = next(iter(items.values()))
+            if expires > now and len(items) < self.max_entries:
+                break
+            items.popitem(last=False)
+        items[key] = (now + self.ttl_s, value)
+
+    def pop(self, key: str) -> V | None:
+        """Remove `key`; its value if it had not expired."""
+        found = self._items.pop(key, None)
+        if found is None or found[0] <= self.clock():
+            return None
+        return found[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -42,9 +90,10 @@ class AvatarLookups:
         self.ask = ask
         self.ttl_s = ttl_s
         self.negative_ttl_s = negative_ttl_s
+        # `fresh` is read on every avatar hit, so it keeps the Lookup itself (for a minute)
         self.fresh: TTLCache[str, Lookup] = TTLCache(MAX_ENTRIES, ttl=max(ttl_s, 1e-6))
-        self.negative: TTLCache[str, Lookup] = TTLCache(MAX_ENTRIES, max(negative_ttl_s, 1e-6))
-        self.known: TTLCache[str, Lookup] = TTLCache(MAX_ENTRIES, ttl=max(keep_s, ttl_s, 1e-6))
+        self.negative: Expiring[float] = Expiring(MAX_ENTRIES, negative_ttl_s)  # -> checked_at
+        self.known: Expiring[KnownRow] = Expiring(MAX_ENTRIES, max(keep_s, ttl_s))
         self.flights: SingleFlight[tuple[str, int], Lookup] = SingleFlight()
         self.purges = 0  # bumped by every purge: flights started before one are not cached
         self.down_until = 0.0  # monotonic
@@ -64,7 +113,11 @@ class AvatarLookups:
 
     def cached(self, avatar_hash: str) -> Lookup | None:
         """The origin's answer while it is fresh (never a stale one: those are not kept)."""
-        return self.fresh.get(avatar_hash) or self.negative.get(avatar_hash)
+        found = self.fresh.get(avatar_hash)
+        if found is not None:
+            return found
+        checked_at = self.negative.get(avatar_hash)
+        return None if checked_at is None else Lookup(None, checked_at)
 
     def ttl_left(self, lookup: Lookup, now: float) -> float:
         """Seconds until the edge asks the origin again (negative once stale)."""
@@ -84,27 +137,34 @@ class AvatarLookups:
         return lookup
 
     def remember(self, avatar_hash: str, lookup: Lookup) -> None:
-        if lookup.avatar is None:
-            self.negative[avatar_hash] = lookup
+        avatar = lookup.avatar
+        if avatar is None:
+            self.negative.set(avatar_hash, lookup.checked_at)
             self.fresh.pop(avatar_hash, None)
-            self.known.pop(avatar_hash, None)
+            self.known.pop(avatar_hash)
         else:
             self.fresh[avatar_hash] = lookup
-            self.known[avatar_hash] = lookup
-            self.negative.pop(avatar_hash, None)
+            row = (avatar.photo_id, avatar.version, avatar.rating, lookup.checked_at)
+            self.known.set(avatar_hash, row)
+            self.negative.pop(avatar_hash)
 
     def fallback(self, avatar_hash: str, err: OriginFailed | Timeout) -> Lookup:
         known = self.known.get(avatar_hash)
         if known is None:
             raise err
-        return dataclasses.replace(known, stale=True)
+        photo_id, version, rating, checked_at = known
+        return Lookup(Avatar(photo_id, version, rating), checked_at, stale=True)
 
     def drop(self, hashes: Iterable[str]) -> int:
         """Forget these hashes (a purge); returns how many were cached."""
         self.purges += 1
         dropped = 0
         for avatar_hash in {h.strip().lower() for h in hashes}:
-            found = [c.pop(avatar_hash, None) for c in (self.fresh, self.negative, self.known)]
+            found = [
+                self.fresh.pop(avatar_hash, None),
+                self.negative.pop(avatar_hash),
+                self.known.pop(avatar_hash),
+            ]
             dropped += any(entry is not None for entry in found)
         return dropped
 
