@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from origin.errors import Conflict, DatabaseUnavailable
+from origin.loopread import LoopReader
 from origin.models import Photo, Upload, User
 from origin.schema import create_schema, make_engine, photos, uploads, users
 
@@ -22,8 +24,9 @@ log = logging.getLogger(__name__)
 class Database:
     """The origin's tables behind small async methods that return frozen rows."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reader: LoopReader | None = None) -> None:
         self.engine = engine
+        self.reader = reader  # SQLite: lookups read on the loop (loopread.py)
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -33,12 +36,15 @@ class Database:
             async with db.begin():
                 pass
             await create_schema(db.engine)
+            db.reader = LoopReader.for_url(url)
         except BaseException:
             await db.engine.dispose()
             raise
         return db
 
     async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -200,6 +206,11 @@ class Database:
 
     async def active_photo(self, avatar_hash: str) -> Photo | None:
         """The active photo of the user with this MD5 or SHA-256 email hash."""
+        if self.reader is not None:
+            try:
+                return self.reader.active_photo(avatar_hash)
+            except sqlite3.Error as err:  # busy past its wait, or worse: the pool decides
+                log.info("lookup read on the loop failed (%s); using the pool", err)
         column = users.c.hash_md5 if len(avatar_hash) == 32 else users.c.hash_sha256
         query = (
             select(*photo_columns())

@@ -1,0 +1,63 @@
+"""The edge-facing lookup (hash -> active photo) read straight from the SQLite file, on the
+event loop, on a connection of its own.
+
+Through SQLAlchemy + aiosqlite a lookup cost the origin ~1.1 ms of CPU: a transaction, a pool
+checkout and reset, and six hops to aiosqlite's thread and back. And SQLite's pool is one
+connection, so every lookup also queued behind every other query. An indexed point read in
+WAL mode takes tens of microseconds and never waits for a writer (a reader sees the last
+commit), so it runs right on the loop. Should SQLite be busy anyway (WAL recovery, a
+checkpoint), it gives up after BUSY_MS and the caller takes the pooled path. PostgreSQL keeps
+the pooled path: its reads are a network round trip.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from origin.models import Photo
+
+BUSY_MS = 10  # how long a lookup may block the loop waiting for a lock
+PHOTO_FIELDS = tuple(Photo.__dataclass_fields__)
+
+
+def lookup_sql(hash_column: str) -> str:
+    columns = ", ".join(f"photos.{name}" for name in PHOTO_FIELDS)
+    return (
+        f"SELECT {columns} FROM users JOIN photos ON photos.id = users.active_photo_id"
+        f" WHERE users.{hash_column} = ?"
+    )
+
+
+BY_MD5, BY_SHA256 = lookup_sql("hash_md5"), lookup_sql("hash_sha256")
+
+
+class LoopReader:
+    """Read-only lookups on the loop thread (the connection is used by no other thread)."""
+
+    def __init__(self, path: str) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None)  # autocommit reads
+        for pragma in ("PRAGMA query_only=ON", f"PRAGMA busy_timeout={BUSY_MS}"):
+            self.connection.execute(pragma)
+
+    @classmethod
+    def for_url(cls, url: str) -> LoopReader | None:
+        """A reader for a SQLite file URL; None for PostgreSQL or an in-memory database."""
+        parsed = make_url(url)
+        database = parsed.database or ""
+        if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+            return None
+        if database.startswith("file:") or not Path(database).exists():
+            return None
+        return cls(database)
+
+    def active_photo(self, avatar_hash: str) -> Photo | None:
+        """Raises sqlite3.Error when SQLite is busy past BUSY_MS (or anything else is off)."""
+        sql = BY_MD5 if len(avatar_hash) == 32 else BY_SHA256
+        row = self.connection.execute(sql, (avatar_hash,)).fetchone()
+        return None if row is None else Photo(*row)
+
+    def close(self) -> None:
+        self.connection.close()
