@@ -78,9 +78,6 @@ class AvatarRoute(HeaderSlot):
     vary: bool
     token: str
 
-    def __post_init__(self) -> None:
-        HeaderSlot.__init__(self)
-
 
 def resolve_avatar(request: web.Request) -> AvatarRoute:
     """Parse an avatar request (400 on a bad parameter)."""

@@ -38,9 +38,6 @@ class ImgRoute(HeaderSlot):
     fmt: str
     vary: bool
 
-    def __post_init__(self) -> None:
-        HeaderSlot.__init__(self)
-
 
 async def handle_img(request: web.Request) -> web.Response:
     app = request.app

@@ -52,10 +52,7 @@ class Expiring(Generic[V]):
         self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
 
     def get(self, key: str) -> V | None:
-        found = self._items.get(key)
-        if found is None or found[0] <= self.clock():
-            return None
-        return found[1]
+        return self._live(self._items.get(key))
 
     def set(self, key: str, value: V) -> None:
         items, now = self._items, self.clock()
@@ -69,10 +66,10 @@ class Expiring(Generic[V]):
 
     def pop(self, key: str) -> V | None:
         """Remove `key`; its value if it had not expired."""
-        found = self._items.pop(key, None)
-        if found is None or found[0] <= self.clock():
-            return None
-        return found[1]
+        return self._live(self._items.pop(key, None))
+
+    def _live(self, found: tuple[float, V] | None) -> V | None:
+        return None if found is None or found[0] <= self.clock() else found[1]
 
     def __len__(self) -> int:
         return len(self._items)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, text, update
+from sqlalchemy import Select, delete, exists, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -36,7 +36,7 @@ class Database:
             async with db.begin():
                 pass
             await create_schema(db.engine)
-            db.reader = LoopReader.for_url(url)
+            db.reader = LoopReader.for_url(url, active_photo_query)
         except BaseException:
             await db.engine.dispose()
             raise
@@ -211,15 +211,19 @@ class Database:
                 return self.reader.active_photo(avatar_hash)
             except sqlite3.Error as err:  # busy past its wait, or worse: the pool decides
                 log.info("lookup read on the loop failed (%s); using the pool", err)
-        column = users.c.hash_md5 if len(avatar_hash) == 32 else users.c.hash_sha256
-        query = (
-            select(*photo_columns())
-            .select_from(users.join(photos, photos.c.id == users.c.active_photo_id))
-            .where(column == avatar_hash)
-        )
         async with self.begin() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(active_photo_query(avatar_hash))).first()
         return Photo(**row._mapping) if row else None
+
+
+def active_photo_query(avatar_hash: str) -> Select[Any]:
+    """The lookup: the active photo's columns (in `Photo`'s field order) for a hash."""
+    column = users.c.hash_md5 if len(avatar_hash) == 32 else users.c.hash_sha256
+    return (
+        select(*photo_columns())
+        .select_from(users.join(photos, photos.c.id == users.c.active_photo_id))
+        .where(column == avatar_hash)
+    )
 
 
 def user_columns() -> list[Any]:

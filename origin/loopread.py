@@ -13,37 +13,38 @@ the pooled path: its reads are a network round trip.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import Select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
 from origin.models import Photo
 
 BUSY_MS = 10  # how long a lookup may block the loop waiting for a lock
-PHOTO_FIELDS = tuple(Photo.__dataclass_fields__)
+
+LookupQuery = Callable[[str], Select[Any]]  # hash -> the pooled path's query (origin/db.py)
 
 
-def lookup_sql(hash_column: str) -> str:
-    columns = ", ".join(f"photos.{name}" for name in PHOTO_FIELDS)
-    return (
-        f"SELECT {columns} FROM users JOIN photos ON photos.id = users.active_photo_id"
-        f" WHERE users.{hash_column} = ?"
-    )
-
-
-BY_MD5, BY_SHA256 = lookup_sql("hash_md5"), lookup_sql("hash_sha256")
+def sqlite_sql(query: Select[Any]) -> str:
+    """The statement as SQLite runs it, its one bound value as `?`."""
+    return str(query.compile(dialect=sqlite.dialect()))
 
 
 class LoopReader:
-    """Read-only lookups on the loop thread (the connection is used by no other thread)."""
+    """Read-only lookups on the loop thread (the connection is used by no other thread). It
+    runs the pooled path's own query, compiled once per hash kind."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, query: LookupQuery) -> None:
+        self.by_md5, self.by_sha256 = sqlite_sql(query("0" * 32)), sqlite_sql(query("0" * 64))
         self.connection = sqlite3.connect(path, isolation_level=None)  # autocommit reads
         for pragma in ("PRAGMA query_only=ON", f"PRAGMA busy_timeout={BUSY_MS}"):
             self.connection.execute(pragma)
 
     @classmethod
-    def for_url(cls, url: str) -> LoopReader | None:
+    def for_url(cls, url: str, query: LookupQuery) -> LoopReader | None:
         """A reader for a SQLite file URL; None for PostgreSQL or an in-memory database."""
         parsed = make_url(url)
         database = parsed.database or ""
@@ -51,13 +52,13 @@ class LoopReader:
             return None
         if database.startswith("file:") or not Path(database).exists():
             return None
-        return cls(database)
+        return cls(database, query)
 
     def active_photo(self, avatar_hash: str) -> Photo | None:
         """Raises sqlite3.Error when SQLite is busy past BUSY_MS (or anything else is off)."""
-        sql = BY_MD5 if len(avatar_hash) == 32 else BY_SHA256
+        sql = self.by_md5 if len(avatar_hash) == 32 else self.by_sha256
         row = self.connection.execute(sql, (avatar_hash,)).fetchone()
-        return None if row is None else Photo(*row)
+        return None if row is None else Photo(*row)  # the query selects Photo's fields in order
 
     def close(self) -> None:
         self.connection.close()

@@ -74,8 +74,8 @@ async def test_a_busy_loop_read_falls_back_to_the_pool(
 
 
 async def test_postgresql_and_memory_databases_keep_the_pooled_path(tmp_path: Path) -> None:
+    from origin.db import active_photo_query
     from origin.loopread import LoopReader
 
-    assert LoopReader.for_url("postgresql://u:p@127.0.0.1/db") is None
-    assert LoopReader.for_url("sqlite:///:memory:") is None
-    assert LoopReader.for_url(f"sqlite:///{tmp_path}/absent.db") is None
+    for url in ("postgresql://u:p@127.0.0.1/db", "sqlite:///:memory:", f"sqlite:///{tmp_path}/x"):
+        assert LoopReader.for_url(url, active_photo_query) is None
