@@ -7,6 +7,7 @@ never a 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,6 +23,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import diskcache
 from cachetools import LRUCache
+
+from edge.diskkeys import DiskKeys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,6 +180,8 @@ class DiskTier:
         self._reader: diskcache.Cache | None = None  # the loop's handle (short busy timeout)
         self._volume = 0
         self._volume_due = 0.0  # monotonic time of the next `volume()` refresh
+        self._keys = DiskKeys()  # answers "not stored" without SQLite (edge/diskkeys.py)
+        self._keys_con: sqlite3.Connection | None = None  # the writer thread's, for its syncs
         # Every call that may write runs on this one thread: one SQLite connection with a warm
         # page cache, and no two writers of this process contending for the lock. Through
         # asyncio's default executor a set landed on any of its threads, each with its own
@@ -240,7 +245,31 @@ class DiskTier:
         cache = diskcache.Cache(str(self.directory), **settings)
         self._reader = diskcache.Cache(str(self.directory), timeout=READ_WAIT_S, **settings)
         self._volume = cache.volume()
+        self._sync_keys(cache)
         return cache
+
+    def _sync_keys(self, cache: diskcache.Cache) -> None:
+        """Bring the key filter up to date (writer thread). On failure it stays stale, and
+        lookups ask SQLite as they did without it."""
+        try:
+            if self._keys_con is None:
+                db = Path(cache.directory) / diskcache.core.DBNAME
+                self._keys_con = sqlite3.connect(
+                    f"file:{db}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+            self._keys.sync(self._keys_con)
+        except (OSError, sqlite3.Error) as err:
+            log.warning("disk cache key filter not synced: %s", err)
+        finally:
+            self._keys.syncing = False
+
+    def _queue_key_sync(self) -> None:
+        cache = self._cache
+        if cache is None:
+            return
+        self._keys.syncing = True
+        with contextlib.suppress(RuntimeError):  # the thread is shut down: closing
+            asyncio.get_running_loop().run_in_executor(self._thread, self._sync_keys, cache)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -248,8 +277,14 @@ class DiskTier:
             reader.close()
         if self._cache is not None:
             cache, self._cache = self._cache, None
-            await self.run(cache.close)
+            await self.run(self._close_on_thread, cache)
         self._thread.shutdown(wait=False)
+
+    def _close_on_thread(self, cache: diskcache.Cache) -> None:
+        cache.close()
+        con, self._keys_con = self._keys_con, None
+        if con is not None:
+            con.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the tier's own thread (for anything that writes to the disk tier)."""
@@ -273,6 +308,11 @@ class DiskTier:
     async def get_bytes(self, key: str) -> bytes | None:
         cache, reader = self._cache, self._reader
         if cache is None or reader is None:
+            return None
+        keys = self._keys
+        if keys.due():
+            self._queue_key_sync()
+        if keys.absent(key):
             return None
         try:
             # Under LRU, diskcache's get() takes the write lock (BEGIN IMMEDIATE, to record the
@@ -304,6 +344,7 @@ class DiskTier:
 
     def _set(self, cache: diskcache.Cache, key: str, data: bytes, tag: str) -> None:
         cache.set(key, data, tag=tag or None)
+        self._keys.add(key)
         now = time.monotonic()
         if now >= self._volume_due:  # a query of its own: at most once a second, not per write
             self._volume_due = now + VOLUME_EVERY_S

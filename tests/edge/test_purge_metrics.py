@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge.diskkeys import SYNC_S
 from imgcdn.config import SecurityConfig
 from tests.edge.conftest import EdgeFactory, edge_config
 
@@ -144,6 +145,7 @@ async def test_purge_reaches_another_process_sharing_the_disk(
     config = edge_config(tmp_path, images, security=SecurityConfig(purge_token=TOKEN))
     one, two = await make_edge(config), await make_edge(config)
     await one.get("/img/astronaut.jpg?w=20")
+    await asyncio.sleep(SYNC_S)  # until `two` trusts its filter of the disk's keys no longer
     assert (await two.get("/img/astronaut.jpg?w=20")).headers["X-Cache"] == "HIT-DISK"
     assert (await two.get("/img/astronaut.jpg?w=20")).headers["X-Cache"] == "HIT-MEMORY"
     r = await one.post(

@@ -1,0 +1,116 @@
+"""What the disk tier holds, known in memory: a Bloom filter of its keys, so that asking for a
+key it does not hold costs no SQLite query.
+
+Every miss and every 503 asks the disk tier first. In the running edge that `SELECT` took
+18 us of CPU on average and up to 0.45 ms of wall time (p99: releasing the GIL for it hands
+the loop to the disk-write thread), where the filter takes ~0.3 us. Closed-loop overload, the
+check skipped outright: 7.3k against 4.9k req/s, 503 p99 37 against 55 ms.
+
+The filter is exact in one direction only. "Not in the filter" means "not stored" as of the
+filter's last sync with the table, which is at most `SYNC_S` old; past that it answers
+nothing and the caller asks SQLite. A false "maybe" (another key's bits, a key since evicted)
+costs the query it would have cost anyway. A key another process stored after the last sync
+is missed for up to `SYNC_S`: that variant is rendered once more here, as when two processes
+miss it at the same moment. This process's own writes enter the filter as they commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+SYNC_S = 0.25  # the longest a filter is trusted without reading the keys stored since
+BITS_PER_KEY = 16  # 3 probes: 0.5 % false "maybe" when full, 0.07 % half full
+MIN_CAPACITY = 1 << 16  # keys; 128 KiB of filter
+REUSED_ROWIDS = 64  # re-read this many rowids below the last seen (below: why)
+
+
+class KeyFilter:
+    """A Bloom filter of strings (3 probes from `hash()`, per process): `maybe(key)` is False
+    only for a key never added. No removal: it is rebuilt once `count` passes `capacity`."""
+
+    __slots__ = ("_bits", "_mask", "capacity", "count")
+
+    def __init__(self, capacity: int) -> None:
+        size = 1 << max(16, (capacity * BITS_PER_KEY - 1).bit_length())
+        self._bits = bytearray(size >> 3)
+        self._mask = size - 1
+        self.capacity = capacity
+        self.count = 0  # keys that set a new bit (an estimate: re-adding costs nothing)
+
+    @property
+    def full(self) -> bool:
+        return self.count > self.capacity
+
+    def add(self, key: str) -> None:
+        h = hash(key)
+        step, mask, bits = (h >> 32) | 1, self._mask, self._bits
+        fresh = False
+        for i in (h & mask, (h + step) & mask, (h + 2 * step) & mask):
+            bit = 1 << (i & 7)
+            if not bits[i >> 3] & bit:
+                bits[i >> 3] |= bit
+                fresh = True
+        self.count += fresh
+
+    def maybe(self, key: str) -> bool:
+        h = hash(key)  # cached on the str
+        step, mask, bits = (h >> 32) | 1, self._mask, self._bits
+        i = h & mask
+        if not bits[i >> 3] & 1 << (i & 7):
+            return False
+        i = (h + step) & mask
+        if not bits[i >> 3] & 1 << (i & 7):
+            return False
+        i = (h + 2 * step) & mask
+        return bool(bits[i >> 3] & 1 << (i & 7))
+
+
+class DiskKeys:
+    """The disk tier's keys as of the last `sync`. `absent` is read on the event loop; `add`
+    and `sync` run on the tier's one writer thread, so they never race each other, and the
+    loop only ever sees whole filters (swapped in one assignment)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._filter: KeyFilter | None = None
+        self._synced = 0.0  # clock() when the last sync's snapshot began
+        self._rowid = 0  # the highest rowid the filter has read
+        self.syncing = False  # a sync is queued or running (set on the loop, cleared by the tier)
+
+    def absent(self, key: str) -> bool:
+        """True only when `key` is certainly not stored (as of at most `SYNC_S` ago)."""
+        f = self._filter
+        return f is not None and self._clock() - self._synced < SYNC_S and not f.maybe(key)
+
+    def due(self) -> bool:
+        """Time to queue a sync: half way through the window, so that lookups rarely find
+        the filter expired while traffic flows."""
+        return not self.syncing and self._clock() - self._synced >= SYNC_S / 2
+
+    def add(self, key: str) -> None:
+        """A key this process has just stored (writer thread, after the commit)."""
+        f = self._filter
+        if f is not None:
+            f.add(key)
+
+    def sync(self, con: sqlite3.Connection) -> None:
+        """Read the keys stored since the last sync (writer thread); rebuild from the whole
+        table at first, when the filter is full, or when the table was cleared. diskcache's
+        rowid is SQLite's max + 1, so new rows come above the last one read, except a row
+        reusing the rowid of a newest row deleted since: the last `REUSED_ROWIDS` are read
+        again for that (e.g. the readiness probe's key, written and deleted)."""
+        started = self._clock()
+        (top,) = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM Cache").fetchone()
+        current = self._filter
+        if current is None or current.full or top < self._rowid:
+            (rows,) = con.execute("SELECT COUNT(*) FROM Cache").fetchone()
+            current, since = KeyFilter(max(MIN_CAPACITY, 2 * rows)), 0
+        else:
+            since = max(0, self._rowid - REUSED_ROWIDS)
+        query = "SELECT key FROM Cache WHERE rowid > ? AND rowid <= ? AND raw = 1"
+        for (key,) in con.execute(query, (since, top)):
+            if isinstance(key, str):
+                current.add(key)
+        self._filter, self._rowid, self._synced = current, top, started
