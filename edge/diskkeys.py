@@ -23,7 +23,7 @@ from collections.abc import Callable
 SYNC_S = 0.25  # the longest a filter is trusted without reading the keys stored since
 BITS_PER_KEY = 16  # 3 probes: 0.5 % false "maybe" when full, 0.07 % half full
 MIN_CAPACITY = 1 << 16  # keys; 128 KiB of filter
-REUSED_ROWIDS = 64  # re-read this many rowids below the last seen (below: why)
+REUSED_ROWIDS = 8  # re-read this many rowids below the last seen (`DiskKeys.sync`: why)
 
 
 class KeyFilter:
