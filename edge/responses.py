@@ -6,12 +6,14 @@ import time
 from collections.abc import Mapping
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.cache import Entry
 from edge.freshness import SourceRecord
 from edge.headers import HIT_MEMORY, ImageMeta, cache_control, etag_matches, image_headers
 from edge.variants import Served
+
+NO_HEADERS: Mapping[str, str] = CIMultiDictProxy(CIMultiDict())
 
 
 class HeaderSlot:
@@ -42,8 +44,8 @@ class HeaderSlot:
         self._age = -1
         self._ttl: int | None = None
         self._extra: object = None
-        # A CIMultiDict: web.Response copies it ~0.4 us faster than a dict of 9 headers.
-        self.headers: Mapping[str, str] = CIMultiDict()
+        # Shared until `keep`: most routes never hit (every miss, 503 and 404 makes one).
+        self.headers: Mapping[str, str] = NO_HEADERS
 
     # Memoized routes are dataclasses that subclass the slot; their generated __init__ sets
     # their own fields, then calls this.
@@ -81,6 +83,7 @@ class HeaderSlot:
             entry.last_modified,
         )
         self._outcome, self._age, self._ttl, self._extra = outcome, age, ttl, extra
+        # A CIMultiDict: web.Response copies it ~0.4 us faster than a dict of 9 headers.
         self.headers = CIMultiDict(headers)
         return self.headers
 
