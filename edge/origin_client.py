@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -25,9 +25,9 @@ HEALTH_TIMEOUT_S = 1.5  # under the readiness check's own 2 s
 IDLE_KEEPALIVE_S = 5.0
 
 
-@dataclass(frozen=True)
-class Avatar:
-    """The origin's answer for a hash with an active photo."""
+class Avatar(NamedTuple):
+    """The origin's answer for a hash with an active photo. A tuple of atomics, so the cyclic
+    GC stops tracking it (edge/lookup.py keeps one per found hash)."""
 
     photo_id: str
     version: int

@@ -9,6 +9,7 @@ import pytest
 
 from edge.lookup import AvatarLookups, Expiring
 from edge.origin_client import Avatar
+from tests.gc_walk import tracked_held
 from transforms.errors import OriginFailed
 
 
@@ -52,6 +53,25 @@ def test_expired_entries_go_as_new_ones_come() -> None:
 def hashes(n: int) -> dict[str, Avatar | None]:
     """Every other hash has a photo."""
     return {f"{i:032x}": Avatar(f"photo{i}", i, "pg") if i % 2 else None for i in range(n)}
+
+
+async def test_fresh_answers_cost_the_gc_nothing() -> None:
+    """`fresh` is read on every avatar hit and holds every found hash for a minute."""
+    answers = hashes(2000)
+
+    async def ask(avatar_hash: str) -> Avatar | None:
+        return answers[avatar_hash]
+
+    lookups = AvatarLookups(ask, ttl_s=60, negative_ttl_s=60, keep_s=86_400)
+    for avatar_hash in answers:
+        await lookups.get(avatar_hash)
+    gc.collect()
+    gc.collect()  # a tuple is untracked once what it holds is: an outer one may need a second
+    assert len(lookups.fresh) == 1000
+    assert tracked_held(lookups.fresh._items.values()) == 0
+    found = next(h for h, avatar in answers.items() if avatar is not None)
+    cached = lookups.cached(found)
+    assert cached is not None and cached.avatar == answers[found] and not cached.stale
 
 
 async def test_known_and_absent_hashes_cost_the_gc_nothing_and_still_stand_in() -> None:
