@@ -125,33 +125,47 @@ async def handle_avatar(request: web.Request) -> web.StreamResponse:
 def fresh_avatar_hit(
     app: web.Application, route: AvatarRoute, request: web.Request, started: float
 ) -> web.Response | None:
-    """The answer to `request` when its hash's lookup is fresh and names a photo whose variant
-    is in this process's memory (counted as a memory hit), else None: defaults, stale
-    lookups, the origin and misses are `handle_avatar`'s. Synchronous: edge/front.py calls it
-    before any routing."""
+    """The answer to `request` when its hash's lookup is fresh (or `f=y` needs none) and the
+    variant it leads to is in this process's memory: the photo's, or the `d=` default's when
+    there is no photo to show (counted as a memory hit). Else None: stale lookups, the origin,
+    `d=404`, redirects and misses are `handle_avatar`'s. Synchronous: edge/front.py calls it
+    before any routing. It decides as `find_avatar` and `serve_photo` do, so nothing the
+    client sees differs from the route's answer."""
     query = route.query
     if query.force_default:
+        found = Found(None)
+    else:
+        lookup = app[LOOKUPS].cached(route.hash)
+        if lookup is None:
+            return None
+        avatar = lookup.avatar
+        if avatar is not None and rating_allows(query.rating, avatar.rating):
+            key = photo_variant_key(avatar.photo_id, avatar.version, route.token, route.fmt)
+            return memory_answer(app, request, route, key, Found(avatar, lookup), started)
+        found = Found(None, lookup)  # no photo, or rated above the page's: the default
+    default = query.default
+    if default == "404" or isinstance(default, Redirect):
         return None
-    lookup = app[LOOKUPS].cached(route.hash)
-    if lookup is None or lookup.avatar is None:
-        return None
-    avatar = lookup.avatar
-    if not rating_allows(query.rating, avatar.rating):
-        return None
-    key = photo_variant_key(avatar.photo_id, avatar.version, route.token, route.fmt)
+    key = default_variant_key(default, route.hash, query.initials, route.token, route.fmt)
+    return memory_answer(app, request, route, key, found, started)
+
+
+def memory_answer(
+    app: web.Application,
+    request: web.Request,
+    route: AvatarRoute,
+    key: str,
+    found: Found,
+    started: float,
+) -> web.Response | None:
+    """The response with variant `key` from memory, or None when memory does not hold it."""
     entry = app[TIERS].memory.get_now(key)
     if entry is None:
         return None
     app[METRICS].hit("memory")
     served = AvatarServed(entry, HIT_MEMORY)
     return avatar_response(
-        app,
-        request,
-        served,
-        Found(avatar, lookup),
-        vary=route.vary,
-        started=started,
-        slot=route,
+        app, request, served, found, vary=route.vary, started=started, slot=route
     )
 
 

@@ -62,11 +62,12 @@ async def test_avatar_memory_hits_are_answered_before_routing(
     assert stack.origin_calls["lookup"] == 1
 
 
-async def test_defaults_ratings_and_forced_defaults_stay_with_the_route(
+async def test_defaults_ratings_and_forced_defaults_never_show_the_photo(
     start_stack: StartStack, sample_bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A photo rated above what the page asks for, `f=y` and hashes without a photo are never
-    answered with the photo from memory, however often they are asked."""
+    answered with the photo from memory, however often they are asked. Their default, once
+    drawn, is answered from memory before routing like a photo; `d=404` always routes."""
     astronaut = sample_bytes("astronaut.jpg")
     stack = await start_stack(lookup_ttl_s=60)
     user = await stack.active_user(astronaut, ratings=("r",))
@@ -78,12 +79,33 @@ async def test_defaults_ratings_and_forced_defaults_stay_with_the_route(
             response, body = await stack.get(f"/avatar/{md5}?s=50&{query}")
             assert response.status == 200, query
             assert is_photo(body, astronaut) is shows_photo, query
-    assert len(routed) == 3 + 3  # r=g and f=y every time; r=r never (a fresh memory hit)
+    assert len(routed) == 2  # r=g and f=y once each, to draw their default; r=r never
     nobody = "0" * 32
     for _ in range(2):
         response, _ = await stack.get(f"/avatar/{nobody}?s=50&d=404")
         assert response.status == 404
-    assert len(routed) == 6 + 2
+    assert len(routed) == 2 + 2
+
+
+async def test_a_default_from_memory_is_what_the_route_answers(
+    start_stack: StartStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most hashes a page asks for have no photo (`d=identicon`): after the first, their
+    default is answered before routing, with the route's very headers and counts."""
+    stack = await start_stack(lookup_ttl_s=60)
+    path = f"/avatar/{'ab' * 16}?s=40&d=identicon"
+    routed = routed_requests(stack, monkeypatch)
+    miss, body = await stack.get(path)
+    assert miss.status == 200 and miss.headers["X-Cache"] == "MISS"
+    hits = [await stack.get(path) for _ in range(3)]
+    assert len(routed) == 1  # the front answered the rest
+    assert [b for _, b in hits] == [body] * 3
+    assert {r.headers["X-Cache"] for r, _ in hits} == {"HIT-MEMORY"}
+    head = await stack.edge.head(path)  # HEAD is routed, and says the same
+    assert len(routed) == 2 and kept(head.headers) == kept(hits[-1][0].headers)
+    assert await metric(stack, "imgcdn_edge_requests_total", route="avatar", status="200") == 5
+    assert await metric(stack, "imgcdn_edge_cache_hits_total", tier="memory") == 4
+    assert stack.origin_calls["lookup"] == 1
 
 
 async def test_memoized_avatar_routes_share_their_query_and_spec(start_stack: StartStack) -> None:
