@@ -201,12 +201,13 @@ async def drive(
 def unintended(good: LoadOutcome, bad: LoadOutcome) -> dict[str, int]:
     """Statuses that are errors: good requests not 2xx/3xx, bad ones not 4xx, socket errors."""
     errors: dict[str, int] = {}
-    for kind, outcome, ok in (
-        ("good", good, lambda s: 200 <= s < 400),
-        ("bad", bad, lambda s: 400 <= s < 500),
-    ):
+    expected: tuple[tuple[str, LoadOutcome, range], ...] = (
+        ("good", good, range(200, 400)),
+        ("bad", bad, range(400, 500)),
+    )
+    for kind, outcome, ok in expected:
         for status, n in outcome.measurement.statuses.items():
-            if not status.isdigit() or not ok(int(status)):
+            if not status.isdigit() or int(status) not in ok:
                 errors[f"{kind}:{status}"] = errors.get(f"{kind}:{status}", 0) + n
     return errors
 
