@@ -245,12 +245,13 @@ class DiskTier:
         cache = diskcache.Cache(str(self.directory), **settings)
         self._reader = diskcache.Cache(str(self.directory), timeout=READ_WAIT_S, **settings)
         self._volume = cache.volume()
-        self._sync_keys(cache)
+        self._sync_keys(cache, whole=True)
         return cache
 
-    def _sync_keys(self, cache: diskcache.Cache) -> None:
-        """Bring the key filter up to date (writer thread). On failure it stays stale, and
-        lookups ask SQLite as they did without it."""
+    def _sync_keys(self, cache: diskcache.Cache, whole: bool = False) -> None:
+        """Bring the key filter up to date (writer thread); `whole`: finish any rebuild now
+        (at open, before anything is served). On failure it stays stale, and lookups ask
+        SQLite as they did without it."""
         try:
             if self._keys_con is None:
                 db = Path(cache.directory) / diskcache.core.DBNAME
@@ -258,6 +259,8 @@ class DiskTier:
                     f"file:{db}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
                 )
             self._keys.sync(self._keys_con)
+            while whole and self._keys.building:
+                self._keys.sync(self._keys_con)
         except (OSError, sqlite3.Error) as err:
             log.warning("disk cache key filter not synced: %s", err)
         finally:

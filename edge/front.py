@@ -1,11 +1,12 @@
 """The front of the edge: what a request meets before aiohttp's router.
 
-A fresh memory hit on a request line the edge has already resolved (edge/memo.py: `/img`
-and avatar lines, per raw path and `Accept`) needs nothing the router gives: the memo names
-the variant and the route's kept headers, the memory tier holds the body (and, for avatars,
-the lookup cache the photo, or that there is none and the `d=` default stands in). So the front answers those at once, through the very functions
-the routes use first (`img.fresh_hit`, `avatars.fresh_avatar_hit`), counted exactly as the
-route counts them (`imgcdn_edge_requests_total{route}`, the request latency, the memory hit).
+A fresh memory hit on a request line the edge has already resolved (edge/memo.py: `/img` and
+avatar lines, per raw path and `Accept`) needs nothing the router gives: the memo names the
+variant and the route's kept headers, the memory tier holds the body (and, for avatars, the
+lookup cache the photo, or that there is none and the `d=` default stands in). So the front
+answers those at once, through the very functions the routes use first (`img.fresh_hit`,
+`avatars.fresh_avatar_hit`), counted exactly as the route counts them
+(`imgcdn_edge_requests_total{route}`, the request latency, the memory hit).
 Every other request goes to the application unchanged: its routes, the catch-all, the error
 answers. Measured (wrk `-c32`, `/img` hits, alternating, 3 pairs): 47-54 -> 39-43 us of CPU
 per hit; routing, `Application._handle` and the route wrapper were ~20 % of a hit.

@@ -138,6 +138,27 @@ def test_a_full_filter_is_rebuilt_from_the_table(
     assert not keys.absent("kept")
 
 
+def test_a_rebuild_reads_the_table_a_chunk_per_sync_and_misses_nothing_stored_meanwhile(
+    table: tuple[diskcache.Cache, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge.diskkeys, "BUILD_CHUNK", 3)
+    cache, con = table
+    for i in range(10):
+        cache.set(f"k{i}", b"x")
+    keys = DiskKeys(Clock())
+    keys.sync(con)
+    assert keys.building and not keys.absent("nowhere")  # no filter yet: ask SQLite
+    cache.set("a-theirs", b"x")  # sorts before the keys the rebuild has read
+    keys.add("b-mine")
+    syncs = 1
+    while keys.building:
+        keys.sync(con)
+        syncs += 1
+    assert syncs == 4  # 10 keys, 3 a chunk: the 4th chunk is short
+    assert keys.absent("nowhere")
+    assert not any(keys.absent(k) for k in ("a-theirs", "b-mine", *(f"k{i}" for i in range(10))))
+
+
 def entry(body: bytes) -> Entry:
     return Entry(body, "image/jpeg", '"e"', 0.0, 0.0)
 
