@@ -8,9 +8,12 @@ anything that lands outside its root (`sources.DirSource`).
 
 from __future__ import annotations
 
+import re
+
 from transforms.errors import InvalidParam
 
 MAX_PATH_CHARS = 1024
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # one search: a generator over the characters was ~2 us
 
 
 def clean_path(path: str) -> str:
@@ -19,7 +22,7 @@ def clean_path(path: str) -> str:
         raise InvalidParam("path: empty")
     if len(path) > MAX_PATH_CHARS:
         raise InvalidParam(f"path: longer than {MAX_PATH_CHARS} characters")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in path):
+    if CONTROL.search(path):
         raise InvalidParam("path: contains a control character")
     if "\\" in path:
         raise InvalidParam("path: contains a backslash")
