@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
+from urllib.parse import quote
 
 import diskcache
 from cachetools import LRUCache
@@ -254,7 +255,7 @@ class DiskTier:
         SQLite as they did without it."""
         try:
             if self._keys_con is None:
-                db = Path(cache.directory) / diskcache.core.DBNAME
+                db = quote(str(Path(cache.directory) / diskcache.core.DBNAME))  # '?', '#', '%'
                 self._keys_con = sqlite3.connect(
                     f"file:{db}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
                 )

@@ -163,10 +163,11 @@ def entry(body: bytes) -> Entry:
     return Entry(body, "image/jpeg", '"e"', 0.0, 0.0)
 
 
+@pytest.mark.parametrize("name", ["d", "a dir?with#odd%20chars"])
 async def test_the_tier_answers_absent_keys_without_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    tier = DiskTier(str(tmp_path / "d"), 1 << 20, lambda kind: None)
+    tier = DiskTier(str(tmp_path / name), 1 << 20, lambda kind: None)
     await tier.open()
     assert await tier.set("stored", entry(b"x" * 100))
     asked: list[str] = []
