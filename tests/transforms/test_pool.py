@@ -10,6 +10,7 @@ import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from multiprocessing.connection import wait as wait_sentinels
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,29 @@ async def test_segfault_is_worker_crashed(pool: TransformPool) -> None:
         await pool.run(tasks.crash)
     assert pool.restarts == 1
     assert await pool.run(tasks.pid) in pool.worker_pids
+
+
+async def test_killing_a_worker_that_has_exited_sends_no_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a worker has exited (and its forkserver reaped it) its pid may belong to another
+    process: `Worker.kill` reads the exit status first and signals nothing."""
+    async with running(processes=1, max_queue=4, timeout_s=20) as pool:
+        await pool.run(tasks.pid)
+        (w,) = list(pool._workers)
+        os.kill(w.process.pid, signal.SIGKILL)
+        assert await asyncio.to_thread(wait_sentinels, [w.process.sentinel], 10.0)
+        signalled: list[int] = []
+        real_kill = os.kill
+
+        def recording(pid: int, sig: int) -> None:
+            signalled.append(pid)
+            real_kill(pid, sig)
+
+        monkeypatch.setattr(os, "kill", recording)
+        w.kill()
+        assert signalled == []
+        assert w.process.exitcode == -signal.SIGKILL
 
 
 async def test_timeout_kills_the_stuck_worker() -> None:
