@@ -246,16 +246,16 @@ class DiskTier:
         cache = diskcache.Cache(str(self.directory), **settings)
         self._reader = diskcache.Cache(str(self.directory), timeout=READ_WAIT_S, **settings)
         self._volume = cache.volume()
-        self._sync_keys(cache, whole=True)
+        self._sync_keys(whole=True)
         return cache
 
-    def _sync_keys(self, cache: diskcache.Cache, whole: bool = False) -> None:
+    def _sync_keys(self, whole: bool = False) -> None:
         """Bring the key filter up to date (writer thread); `whole`: finish any rebuild now
         (at open, before anything is served). On failure it stays stale, and lookups ask
         SQLite as they did without it."""
         try:
             if self._keys_con is None:
-                db = quote(str(Path(cache.directory) / diskcache.core.DBNAME))  # '?', '#', '%'
+                db = quote(str(self.directory / diskcache.core.DBNAME))  # '?', '#', '%'
                 self._keys_con = sqlite3.connect(
                     f"file:{db}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
                 )
@@ -268,12 +268,9 @@ class DiskTier:
             self._keys.syncing = False
 
     def _queue_key_sync(self) -> None:
-        cache = self._cache
-        if cache is None:
-            return
         self._keys.syncing = True
         with contextlib.suppress(RuntimeError):  # the thread is shut down: closing
-            asyncio.get_running_loop().run_in_executor(self._thread, self._sync_keys, cache)
+            asyncio.get_running_loop().run_in_executor(self._thread, self._sync_keys)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None

@@ -56,6 +56,7 @@ class KeyFilter:
         self.count += fresh
 
     def maybe(self, key: str) -> bool:
+        # `add`'s three probes, unrolled and stopping at the first clear bit: every lookup
         h = hash(key)  # cached on the str
         step, mask, bits = (h >> 32) | 1, self._mask, self._bits
         i = h & mask
@@ -101,11 +102,14 @@ class DiskKeys:
         the filter expired while traffic flows."""
         return not self.syncing and self._clock() - self._synced >= SYNC_S / 2
 
-    def add(self, key: str) -> None:
-        """A key this process has just stored (writer thread, after the commit)."""
-        for f in (self._filter, self._building):
-            if f is not None:
-                f.add(key)
+    def add(self, key: object) -> None:
+        """A key stored: by this process (writer thread, after the commit) or read from the
+        table by `sync`. Into the filter in use and the one being built; non-str keys (not
+        ours) are never asked for."""
+        if isinstance(key, str):
+            for f in (self._filter, self._building):
+                if f is not None:
+                    f.add(key)
 
     def sync(self, con: sqlite3.Connection) -> None:
         """Read the keys stored since the last sync, and the next chunk of a rebuild (writer
@@ -122,13 +126,10 @@ class DiskKeys:
             self._building, self._cursor = KeyFilter(max(MIN_CAPACITY, 2 * rows)), ""
             if self._filter is None:
                 self._rowid = top  # the rebuild reads every row up to here
-        filters = [f for f in (self._filter, self._building) if f is not None]
         since = max(0, self._rowid - REUSED_ROWIDS)
         query = "SELECT key FROM Cache WHERE rowid > ? AND rowid <= ? AND raw = 1"
         for (key,) in con.execute(query, (since, top)):
-            if isinstance(key, str):
-                for f in filters:
-                    f.add(key)
+            self.add(key)
         self._rowid = top
         if self._building is not None:
             self._read_chunk(con)
@@ -144,7 +145,7 @@ class DiskKeys:
         chunk = con.execute(query, (self._cursor, BUILD_CHUNK)).fetchall()
         for (key,) in chunk:
             if isinstance(key, str):
-                building.add(key)
+                building.add(key)  # not `self.add`: a filter in use holds these already
         if chunk:
             self._cursor = chunk[-1][0]
         if len(chunk) < BUILD_CHUNK:
