@@ -120,9 +120,18 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     c = app[CONFIG].cache
     disk = DiskTier(c.disk_path, c.disk_bytes, on_error=app[METRICS].cache_error)
     await disk.open()
-    app[TIERS] = TieredCache(MemoryTier(c.memory_bytes), disk)
+    shared = None
+    if c.result_store is not None:
+        # imported here: aiobotocore is loaded only by edges that use S3
+        from edge.result_store import ResultStore
+
+        shared = ResultStore(c.result_store, on_error=app[METRICS].cache_error)
+        await shared.start()
+    app[TIERS] = TieredCache(MemoryTier(c.memory_bytes), disk, shared)
     app[ORIGINALS] = Originals(c.originals_bytes)
     yield
+    if shared is not None:
+        await shared.close()
     await disk.close()
 
 

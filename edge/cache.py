@@ -387,11 +387,14 @@ class DiskTier:
 
 
 class TieredCache:
-    """Memory, then disk; a disk hit is promoted to memory. Stores go to every tier."""
+    """Memory, then disk, then the optional shared result store (edge/result_store.py); a hit
+    is promoted to the tiers before it. Stores go to every tier, the shared one in the
+    background. Without a shared store this costs one `is None` test past a disk miss."""
 
-    def __init__(self, memory: MemoryTier, disk: DiskTier) -> None:
+    def __init__(self, memory: MemoryTier, disk: DiskTier, shared: CacheTier | None = None) -> None:
         self.memory = memory
         self.disk = disk
+        self.shared = shared
 
     async def get(self, key: str) -> tuple[Entry, str] | None:
         entry = await self.memory.get(key)
@@ -401,6 +404,13 @@ class TieredCache:
         if entry is not None:
             await self.memory.set(key, entry)
             return entry, self.disk.name
+        if self.shared is None:
+            return None
+        entry = await self.shared.get(key)
+        if entry is not None:
+            await self.memory.set(key, entry)
+            await self.disk.set(key, entry)  # this host's other processes find it there next
+            return entry, self.shared.name
         return None
 
     async def set(self, key: str, entry: Entry) -> bool:
@@ -408,11 +418,14 @@ class TieredCache:
         # Awaited, not fired and forgotten: ~1 ms on a miss that already paid for a transform,
         # and a restart right after the response still finds the entry.
         on_disk = await self.disk.set(key, entry)
+        if self.shared is not None:
+            await self.shared.set(key, entry)  # only starts the upload
         return in_memory or on_disk
 
     async def evict(self, tag: str) -> int:
         """Drop every entry tagged `tag`; returns the number of distinct variants dropped
-        (an entry usually sits in both tiers, so the larger of the two counts)."""
+        (an entry usually sits in both tiers, so the larger of the two counts). The shared
+        store is left alone: its keys are content-addressed (edge/result_store.py)."""
         dropped_memory = await self.memory.evict(tag)
         dropped_disk = await self.disk.evict(tag)
         return max(dropped_memory, dropped_disk)

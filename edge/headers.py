@@ -3,6 +3,7 @@
 X-Cache and its RFC 9211 `Cache-Status` twin:
   HIT-MEMORY  imgcdn; hit; ttl=N; detail=memory
   HIT-DISK    imgcdn; hit; ttl=N; detail=disk
+  HIT-SHARED  imgcdn; hit; ttl=N; detail=shared   (the S3 result store of all edge hosts)
   MISS        imgcdn; fwd=miss; stored
   COALESCED   imgcdn; fwd=miss; collapsed
   STALE       imgcdn; fwd=stale; ttl=-N; detail=stale-while-revalidate      (refresh running)
@@ -34,13 +35,17 @@ class Outcome:
 
 HIT_MEMORY = Outcome("HIT-MEMORY", hit=True, detail="memory")
 HIT_DISK = Outcome("HIT-DISK", hit=True, detail="disk")
+HIT_SHARED = Outcome("HIT-SHARED", hit=True, detail="shared")
 MISS = Outcome("MISS", fwd="miss")
 COALESCED = Outcome("COALESCED", fwd="miss", collapsed=True)
 STALE_REVALIDATING = Outcome("STALE", fwd="stale", detail="stale-while-revalidate")
 
 
 def hit_outcome(tier: str) -> Outcome:
-    return HIT_MEMORY if tier == "memory" else HIT_DISK
+    """The hit of tier `tier` (memory | disk | shared, as `CacheTier.name`)."""
+    if tier == "memory":
+        return HIT_MEMORY
+    return HIT_SHARED if tier == "shared" else HIT_DISK
 
 
 def stale_if_error(status: int) -> Outcome:

@@ -66,7 +66,7 @@ class Metrics:
         histogram.observe(seconds)
 
     def hit(self, tier: str) -> None:
-        """Count one response served from `tier` (memory | disk)."""
+        """Count one response served from `tier` (memory | disk | shared)."""
         try:
             child = self.children[("hit", tier)]
         except KeyError:
@@ -100,7 +100,7 @@ def create_metrics() -> Metrics:
         ),
         cache_errors=Counter(
             p + "cache_errors_total",
-            "Cache tier failures (open/read/write/corrupt)",
+            "Cache tier failures (open/read/write/corrupt; shared_*: the S3 result store)",
             ["kind"],
             registry=r,
         ),

@@ -16,6 +16,7 @@ from edge.freshness import Freshness, SourceRecord, classify
 from edge.headers import (
     COALESCED,
     HIT_MEMORY,
+    HIT_SHARED,
     MISS,
     STALE_REVALIDATING,
     Outcome,
@@ -64,6 +65,7 @@ class Produced:
     record: SourceRecord
     timings_ms: dict[str, float]
     stored: bool
+    tier: str | None = None  # the tier that had the variant once the fetch told its key
 
 
 class VariantService:
@@ -134,14 +136,22 @@ class VariantService:
                 served = await self._from_cache(path, source_id, record, *hit)
                 if served is not None:
                     return served
-        self.metrics.cache_misses.inc()
         flight = flight_key(source_id, token, fmt)
-        if self.admit is not None and stage is not None and not self.misses.running(flight):
-            self.admit(len(self.misses))
-        produced, shared = await self.misses.run(
-            flight,
-            lambda: self._produce(path, source_id, token, fmt, render, stage, record, missed),
-        )
+        from_shared = False  # a source new to this host whose variant another host stored
+        try:
+            if self.admit is not None and stage is not None and not self.misses.running(flight):
+                self.admit(len(self.misses))
+            produced, shared = await self.misses.run(
+                flight,
+                lambda: self._produce(path, source_id, token, fmt, render, stage, record, missed),
+            )
+            from_shared = produced.tier == "shared" and not shared
+        finally:
+            if not from_shared:
+                self.metrics.cache_misses.inc()
+        if from_shared:
+            self.metrics.hit("shared")
+            return Served(produced.entry, HIT_SHARED, produced.record, produced.timings_ms)
         if shared:
             self.metrics.coalesced.inc()
             return Served(produced.entry, COALESCED, produced.record, from_cache=False)
@@ -198,7 +208,7 @@ class VariantService:
         # asked again when `serve` has just missed this very key (a disk read saved per miss).
         cached = await self.tiers.get(key) if key != missed else None
         if cached is not None:
-            return Produced(cached[0], record, {"origin": origin_ms}, stored=False)
+            return Produced(cached[0], record, {"origin": origin_ms}, stored=False, tier=cached[1])
         started = time.perf_counter()
         rendition = await render(fetched)
         render_ms = (time.perf_counter() - started) * 1000

@@ -38,6 +38,21 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class ResultStoreConfig:
+    """The shared result store: rendered variants in an S3 bucket that every edge host reads
+    after its own memory and disk, and writes in the background (edge/result_store.py)."""
+
+    type: Literal["s3"] = "s3"
+    bucket: str | None = None
+    prefix: str = ""  # prepended to every key, e.g. "variants/"
+    endpoint_url: str | None = None  # for non-AWS endpoints (MinIO, moto)
+    region: str | None = None
+    timeout_s: float = 1.0  # per read: a slow store costs a miss, not the request
+    upload_timeout_s: float = 10.0  # per background upload
+    max_uploads: int = 32  # uploads in flight; one more is dropped (and counted), never queued
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     memory_bytes: int = 268_435_456
     originals_bytes: int = 67_108_864  # recently fetched originals kept in memory; 0 = off
@@ -48,6 +63,7 @@ class CacheConfig:
     lookup_ttl_s: float = 60.0
     negative_ttl_s: float = 10.0
     avatar_max_age_s: int = 300
+    result_store: ResultStoreConfig | None = None  # None = no shared tier
 
 
 @dataclass(frozen=True)
@@ -267,6 +283,7 @@ def validate(config: Config) -> Config:
             edge.source.type != "s3" or bool(edge.source.bucket),
             "edge.source.bucket: required for s3",
         ),
+        *result_store_checks(edge.cache.result_store),
         (
             origin.storage.type != "s3" or bool(origin.storage.bucket),
             "origin.storage.bucket: required for s3",
@@ -279,3 +296,16 @@ def validate(config: Config) -> Config:
         if not ok:
             raise ConfigError(message)
     return config
+
+
+def result_store_checks(store: ResultStoreConfig | None) -> list[tuple[bool, str]]:
+    """Range checks of `edge.cache.result_store` (none when it is off)."""
+    if store is None:
+        return []
+    where = "edge.cache.result_store"
+    return [
+        (bool(store.bucket), f"{where}.bucket: required for s3"),
+        (store.timeout_s > 0, f"{where}.timeout_s: must be positive"),
+        (store.upload_timeout_s > 0, f"{where}.upload_timeout_s: must be positive"),
+        (store.max_uploads >= 1, f"{where}.max_uploads: must be at least 1"),
+    ]
