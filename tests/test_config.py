@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcdn.config import Config, ConfigError, load_config
+from imgcdn.config import Config, ConfigError, ResultStoreConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,25 @@ def test_file_values_are_read(tmp_path: Path) -> None:
     assert config.edge.source.type == "http"
     assert config.edge.source.url == "http://x/"
     assert config.edge.cache.max_age_s == 5
+
+
+def test_result_store_is_off_by_default_and_read_from_file_and_env(tmp_path: Path) -> None:
+    assert Config().edge.cache.result_store is None
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "edge:\n  cache:\n    result_store:\n"
+        "      {type: s3, bucket: results, prefix: v/, endpoint_url: 'http://s3:9000'}\n"
+    )
+    env = {"IMGCDN_EDGE__CACHE__RESULT_STORE__TIMEOUT_S": "0.5"}
+    assert load_config(path, env=env).edge.cache.result_store == ResultStoreConfig(
+        bucket="results", prefix="v/", endpoint_url="http://s3:9000", timeout_s=0.5
+    )
+    only_env = {"IMGCDN_EDGE__CACHE__RESULT_STORE__BUCKET": "results"}
+    store = load_config(None, env=only_env).edge.cache.result_store
+    assert store == ResultStoreConfig(bucket="results")
+
+
+STORE = "edge:\n  cache:\n    result_store: "
 
 
 @pytest.mark.parametrize(
@@ -82,6 +101,34 @@ def test_file_values_are_read(tmp_path: Path) -> None:
         ("", {"IMGCDN_EDGE__TRANSFORMS__TIMEOUT_S": "soon"}, "edge.transforms.timeout_s"),
         ("", {"IMGCDN_EDGE__TRANSFORMS__AUTO_FORMATS": "[bmp]"}, "auto_formats"),
         ("", {"IMGCDN_NOPE__X": "1"}, "nope: unknown key"),
+        (STORE + "{type: s3}\n", {}, "edge.cache.result_store.bucket: required for s3"),
+        (STORE + "{}\n", {}, "edge.cache.result_store.bucket: required for s3"),
+        (STORE + "{type: gcs, bucket: b}\n", {}, "edge.cache.result_store.type: must be one of s3"),
+        (STORE + "{bucket: b, buket: c}\n", {}, "edge.cache.result_store.buket: unknown key"),
+        (STORE + "s3://b\n", {}, "edge.cache.result_store: expected a mapping"),
+        (
+            STORE + "{bucket: b, timeout_s: 0}\n",
+            {},
+            "edge.cache.result_store.timeout_s: must be positive",
+        ),
+        (
+            STORE + "{bucket: b, upload_timeout_s: -1}\n",
+            {},
+            "edge.cache.result_store.upload_timeout_s: must be positive",
+        ),
+        (
+            STORE + "{bucket: b, max_uploads: 0}\n",
+            {},
+            "edge.cache.result_store.max_uploads: must be at least 1",
+        ),
+        (
+            "",
+            {
+                "IMGCDN_EDGE__CACHE__RESULT_STORE__BUCKET": "b",
+                "IMGCDN_EDGE__CACHE__RESULT_STORE__MAX_UPLOADS": "many",
+            },
+            "edge.cache.result_store.max_uploads: expected an integer",
+        ),
     ],
 )
 def test_bad_config_names_the_key(

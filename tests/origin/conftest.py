@@ -1,10 +1,11 @@
-"""Origin fixtures: configs on tmp dirs, a real server per test, moto's S3 server, PostgreSQL."""
+"""Origin fixtures: configs on tmp dirs, a real server per test, buckets on moto's S3 server
+(`moto_endpoint`, tests/conftest.py), PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import asyncpg
 import pytest
 from aiobotocore.session import get_session
 from aiohttp.test_utils import unused_port
-from moto.server import ThreadedMotoServer
 from sqlalchemy.engine import make_url
 
 from imgcdn.config import OriginConfig, StorageConfig
@@ -25,24 +25,6 @@ PG_ENV = "IMGCDN_TEST_POSTGRES_URL"
 
 MakeConfig = Callable[..., OriginConfig]
 StartOrigin = Callable[[OriginConfig], Awaitable[Api]]
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """moto's S3 in server mode on a free port: real HTTP, like any S3 endpoint."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_PROFILE", raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-        server.stop()
 
 
 async def s3_client(endpoint: str) -> Any:
