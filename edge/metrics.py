@@ -100,7 +100,7 @@ def create_metrics() -> Metrics:
         ),
         cache_errors=Counter(
             p + "cache_errors_total",
-            "Cache tier failures (open/read/write/corrupt; shared_*: the S3 result store)",
+            "Cache tier failures (open/read/write/corrupt; shared-*: the S3 result store)",
             ["kind"],
             registry=r,
         ),

@@ -55,8 +55,8 @@ class ResultStore:
     name = "shared"
 
     def __init__(self, config: ResultStoreConfig, on_error: Callable[[str], None]) -> None:
-        """`on_error(kind)` counts a failure: shared_read, shared_write, shared_corrupt,
-        shared_dropped (an upload over the bound) or shared_open."""
+        """`on_error(kind)` counts a failure: shared-read, shared-write, shared-corrupt,
+        shared-dropped (an upload over the bound) or shared-open."""
         assert config.bucket is not None  # imgcdn.config.validate requires it
         self.config = config
         self.bucket = config.bucket
@@ -93,7 +93,7 @@ class ResultStore:
             self._client = await self._stack.enter_async_context(client)
         except (ValueError, BotoCoreError) as err:  # e.g. a malformed endpoint_url
             log.error("result store s3://%s unusable, running without it: %s", self.bucket, err)
-            self.on_error("shared_open")
+            self.on_error("shared-open")
 
     async def close(self) -> None:
         if self._uploads:
@@ -117,7 +117,7 @@ class ResultStore:
         if entry is None:
             # Not deleted: the miss renders the variant again and its upload overwrites it.
             log.warning("corrupt result store object %s%s", self.prefix, key)
-            self.on_error("shared_corrupt")
+            self.on_error("shared-corrupt")
         return entry
 
     async def _read(self, key: str) -> bytes | None:
@@ -128,9 +128,9 @@ class ResultStore:
                     return bytes(await stream.read())
         except ClientError as err:
             if not is_missing(err):
-                self._failed("shared_read", err, reachable=True)
+                self._failed("shared-read", err, reachable=True)
         except UNREACHABLE as err:
-            self._failed("shared_read", err, reachable=False)
+            self._failed("shared-read", err, reachable=False)
         return None
 
     async def set(self, key: str, entry: Entry) -> bool:
@@ -139,7 +139,7 @@ class ResultStore:
         if not self._usable():
             return False
         if len(self._uploads) >= self.config.max_uploads:
-            self.on_error("shared_dropped")
+            self.on_error("shared-dropped")
             return False
         task = asyncio.ensure_future(self._upload(key, entry))
         self._uploads.add(task)
@@ -156,9 +156,9 @@ class ResultStore:
                     ContentType="application/octet-stream",  # an entry, not the image itself
                 )
         except ClientError as err:
-            self._failed("shared_write", err, reachable=True)
+            self._failed("shared-write", err, reachable=True)
         except UNREACHABLE as err:
-            self._failed("shared_write", err, reachable=False)
+            self._failed("shared-write", err, reachable=False)
 
     def _failed(self, kind: str, err: Exception, *, reachable: bool) -> None:
         log.warning("result store s3://%s: %s failed (%s)", self.bucket, kind, describe(err))

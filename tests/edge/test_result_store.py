@@ -162,12 +162,12 @@ async def test_a_stopped_store_costs_a_miss_and_a_counted_error(
     own_moto.stop()
     r = await b.get(IMG)
     assert r.status == 200 and r.headers["X-Cache"] == "MISS"
-    assert await metric(b, ERRORS, kind="shared_read") == 1
+    assert await metric(b, ERRORS, kind="shared-read") == 1
     # Skipped for a while after that: another miss does not wait for a dead endpoint again.
     r = await b.get("/img/astronaut.jpg?w=40&fm=png")
     assert r.status == 200 and r.headers["X-Cache"] == "MISS"
-    assert await metric(b, ERRORS, kind="shared_read") == 1
-    assert await metric(b, ERRORS, kind="shared_write") == 0
+    assert await metric(b, ERRORS, kind="shared-read") == 1
+    assert await metric(b, ERRORS, kind="shared-write") == 0
 
 
 async def test_an_unreachable_endpoint_is_a_miss(
@@ -177,7 +177,7 @@ async def test_an_unreachable_endpoint_is_a_miss(
     answers = [await client.get(IMG) for _ in range(2)]
     assert [r.status for r in answers] == [200, 200]
     assert [r.headers["X-Cache"] for r in answers] == ["MISS", "HIT-MEMORY"]
-    assert await metric(client, ERRORS, kind="shared_read") == 1
+    assert await metric(client, ERRORS, kind="shared-read") == 1
 
 
 @pytest.mark.parametrize("garbage", [b"", b"ICE1\x00\x00\x00\x05{}", b"not an entry at all"])
@@ -199,7 +199,7 @@ async def test_a_corrupt_object_is_a_miss_and_is_replaced(
     r = await b.get(IMG)
     assert r.status == 200 and r.headers["X-Cache"] == "MISS"
     assert await r.read() == good
-    assert await metric(b, ERRORS, kind="shared_corrupt") == 1
+    assert await metric(b, ERRORS, kind="shared-corrupt") == 1
     await uploaded(b)  # the miss stored the variant again, over the corrupt object
     c = await make_edge(host(tmp_path / "c", images, store))
     assert (await c.get(IMG)).headers["X-Cache"] == "HIT-SHARED"
@@ -258,12 +258,12 @@ async def test_uploads_beyond_the_bound_are_dropped_not_queued(
     assert time.monotonic() - started < 10  # no response waited for an upload
     await wait_for(lambda: held.puts == 2)
     assert shared_tier(client).uploading == 2
-    assert await metric(client, ERRORS, kind="shared_dropped") == 3
+    assert await metric(client, ERRORS, kind="shared-dropped") == 3
     held.release.set()
     await uploaded(client)
     await asyncio.sleep(0.2)
     assert held.puts == 2  # the dropped three never went out
-    assert await metric(client, ERRORS, kind="shared_write") == 0
+    assert await metric(client, ERRORS, kind="shared-write") == 0
 
 
 async def test_a_slow_store_read_costs_its_timeout_then_a_miss(
@@ -275,7 +275,7 @@ async def test_a_slow_store_read_costs_its_timeout_then_a_miss(
     r = await client.get(IMG)
     assert r.status == 200 and r.headers["X-Cache"] == "MISS"
     assert time.monotonic() - started < 5
-    assert await metric(client, ERRORS, kind="shared_read") == 1
+    assert await metric(client, ERRORS, kind="shared-read") == 1
     held.release.set()
 
 
