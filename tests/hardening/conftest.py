@@ -76,11 +76,11 @@ def hostile_edge(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Ite
     stop_service(service)
 
 
-# The origin's own fixtures (an in-process origin on 127.0.0.1, real SQLite, tmp blob dir).
+# The origin's own fixtures (an in-process origin on 127.0.0.1, real SQLite, tmp blob dir);
+# moto_endpoint comes from tests/conftest.py.
 from tests.origin.conftest import (  # noqa: E402, F401
     bucket,
     make_config,
-    moto_endpoint,
     s3,
     start_origin,
 )
