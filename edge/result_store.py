@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # black-holed endpoint then costs a miss nothing, instead of `timeout_s` on every miss.
 RETRY_AFTER_S = 2.0
 CLOSE_WAIT_S = 2.0  # at shutdown, uploads in flight get this long to finish
+# Larger objects are not read: no variant of a 4096 px side limit comes near it, and a bucket
+# that others can write to must not make an edge hold an arbitrary object in memory.
+MAX_OBJECT_BYTES = 64 * 1024 * 1024
 READ_CONNECTIONS = 32  # connections kept for reads however many uploads are in flight
 MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 UNREACHABLE = (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError)
@@ -54,14 +57,21 @@ class ResultStore:
 
     name = "shared"
 
-    def __init__(self, config: ResultStoreConfig, on_error: Callable[[str], None]) -> None:
-        """`on_error(kind)` counts a failure: shared-read, shared-write, shared-corrupt,
-        shared-dropped (an upload over the bound) or shared-open."""
+    def __init__(
+        self,
+        config: ResultStoreConfig,
+        on_error: Callable[[str], None],
+        max_object_bytes: int = MAX_OBJECT_BYTES,
+    ) -> None:
+        """`on_error(kind)` counts a failure: shared-read, shared-write, shared-corrupt (also
+        an object over `max_object_bytes`, left unread), shared-dropped (an upload over the
+        bound) or shared-open."""
         assert config.bucket is not None  # imgcdn.config.validate requires it
         self.config = config
         self.bucket = config.bucket
         self.prefix = config.prefix
         self.on_error = on_error
+        self.max_object_bytes = max_object_bytes
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._uploads: set[asyncio.Task[None]] = set()
@@ -125,6 +135,10 @@ class ResultStore:
             async with asyncio.timeout(self.config.timeout_s):
                 resp = await self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
                 async with resp["Body"] as stream:
+                    if resp.get("ContentLength", 0) > self.max_object_bytes:
+                        log.warning("result store object %s%s too large", self.prefix, key)
+                        self.on_error("shared-corrupt")
+                        return None
                     return bytes(await stream.read())
         except ClientError as err:
             if not is_missing(err):

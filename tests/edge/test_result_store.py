@@ -308,3 +308,21 @@ def test_objects_decode_back_to_entries_or_nothing() -> None:
     assert decode_object(data[:-1]) is None  # truncated: checksum
     assert decode_object(data[:6]) is None
     assert decode_object(b"ICE1\x00\x00\x00\x02[]") is None
+
+
+async def test_an_object_over_the_size_bound_is_not_read(
+    moto_endpoint: str, bucket: Bucket, aws_env: None
+) -> None:
+    entry = Entry(b"x" * 2000, "image/png", '"e"', 0.0, 0.0, "t")
+    bucket.client.put_object(Bucket=bucket.name, Key=PREFIX + "big", Body=entry.encode())
+    bucket.client.put_object(Bucket=bucket.name, Key=PREFIX + "small", Body=entry.encode())
+    errors: list[str] = []
+    store = ResultStore(store_at(moto_endpoint, bucket.name), errors.append, max_object_bytes=1000)
+    await store.start()
+    try:
+        assert await store.get("big") is None
+        assert errors == ["shared-corrupt"]
+        store.max_object_bytes = 10_000
+        assert await store.get("small") == entry
+    finally:
+        await store.close()
