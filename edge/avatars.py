@@ -92,9 +92,18 @@ async def handle_avatar(request: web.Request) -> web.StreamResponse:
     started = time.time()
     memo_key = (request.raw_path, request.headers.get("Accept"))
     route = request.app[AVATAR_ROUTES].get(memo_key)
-    if route is None:
-        route = resolve_avatar(request)
-        request.app[AVATAR_ROUTES].put(memo_key, route)
+    if route is not None:
+        return await answer_avatar(request, route, started)
+    route = resolve_avatar(request)
+    response = await answer_avatar(request, route, started)
+    # Kept once it has answered (as /img's routes: edge/img.py `handle_img`).
+    request.app[AVATAR_ROUTES].put(memo_key, route)
+    return response
+
+
+async def answer_avatar(
+    request: web.Request, route: AvatarRoute, started: float
+) -> web.StreamResponse:
     response = fresh_avatar_hit(request.app, route, request, started)
     if response is not None:
         return response

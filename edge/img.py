@@ -43,9 +43,17 @@ async def handle_img(request: web.Request) -> web.Response:
     app = request.app
     memo_key = (request.raw_path, request.headers.get("Accept"))
     route = app[IMG_ROUTES].get(memo_key)
-    if route is None:
-        route = resolve_img(request)
-        app[IMG_ROUTES].put(memo_key, route)
+    if route is not None:
+        return await answer_img(app, route, request)
+    route = resolve_img(request)
+    response = await answer_img(app, route, request)
+    # Kept once it has answered: the 503s and 404s of URLs never seen before (every URL of
+    # an overload) would otherwise push out the routes that hits use.
+    app[IMG_ROUTES].put(memo_key, route)
+    return response
+
+
+async def answer_img(app: web.Application, route: ImgRoute, request: web.Request) -> web.Response:
     response = fresh_hit(app, route, request)
     if response is not None:
         return response

@@ -5,7 +5,8 @@ What a request line resolves to (path checks, signature, parsed spec, negotiated
 token) depends only on the raw path + query and the `Accept` header. Resolving it costs
 ~25-40 us of CPU; a cache hit as a whole costs ~50 us. So handlers memoize the resolution
 per (raw path, Accept) and look the variant itself up in the tiers on every request, which
-keeps purges, expiry and revalidation exactly as they were.
+keeps purges, expiry and revalidation exactly as they were. A route is kept only once its
+request was answered: the 503s and 404s of URLs never seen would push the hits' routes out.
 """
 
 from __future__ import annotations

@@ -85,6 +85,9 @@ async def test_defaults_ratings_and_forced_defaults_never_show_the_photo(
         response, _ = await stack.get(f"/avatar/{nobody}?s=50&d=404")
         assert response.status == 404
     assert len(routed) == 2 + 2
+    # a 404 keeps no route in the memo (edge/avatars.py `handle_avatar`)
+    memoized = {route.hash for route in stack.edge.app[AVATAR_ROUTES]._items.values()}
+    assert memoized == {md5}
 
 
 async def test_a_default_from_memory_is_what_the_route_answers(

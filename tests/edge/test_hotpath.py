@@ -118,6 +118,18 @@ async def test_a_bad_request_is_refused_every_time(make_edge: EdgeFactory, tmp_p
     assert len(client.app[IMG_ROUTES]) == 0
 
 
+async def test_only_requests_that_were_answered_keep_a_route(
+    make_edge: EdgeFactory, tmp_path, images
+):
+    client = await make_edge(edge_config(tmp_path, images))
+    for _ in range(2):
+        assert (await client.get("/img/missing.jpg?w=40")).status == 404
+    assert len(client.app[IMG_ROUTES]) == 0
+    assert (await client.get(URL)).status == 200
+    assert len(client.app[IMG_ROUTES]) == 1
+    assert (await client.get(URL)).headers["X-Cache"] == "HIT-MEMORY"
+
+
 async def test_unknown_paths_and_methods_are_answered_and_counted(
     make_edge: EdgeFactory, tmp_path, images
 ):

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from edge.app import create_app
+from edge.appkeys import IMG_ROUTES
 from imgcdn.config import SourceConfig
 from tests.edge.conftest import edge_config
 from tests.edge.sourceserver import FakeSource
@@ -37,9 +38,11 @@ async def test_a_full_pool_refuses_before_fetching(
             return response.status, time.monotonic() - started, response.headers.get("Retry-After")
 
         results = await asyncio.gather(*(get(i) for i in range(6)))
+        memoized = len(client.app[IMG_ROUTES])
     finally:
         await pool.close()
     refused = [r for r in results if r[0] == 503]
     assert sorted(r[0] for r in results) == [200, 200, 503, 503, 503, 503]
     assert all(seconds < 0.25 and retry == "1" for _, seconds, retry in refused), results
     assert sum(source.hits.values()) == 2  # the refused requests never reached the source
+    assert memoized == 2  # a refused URL keeps no route that would push out the hits' routes
