@@ -143,8 +143,9 @@ async def test_origin_killed_and_restarted_under_load(tmp_path: Path, samples: P
             origin = start_service("origin", config, origin_port)  # same port, same database
             recovered_at = None
             deadline = time.monotonic() + 10
+            probes = targets("recovery", 1)["unknown, no d"]  # a lookup the origin must answer
             while time.monotonic() < deadline:  # bounded: recovery must come by itself
-                async with session.get(f"{edge.url}/avatar/{hashes[0]}?s=333") as r:
+                async with session.get(edge.url + next(probes)) as r:
                     await r.read()
                     if r.status == 200:
                         recovered_at = time.monotonic()
