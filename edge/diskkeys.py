@@ -70,9 +70,13 @@ class KeyFilter:
 
 
 class DiskKeys:
-    """The disk tier's keys as of the last `sync`. `absent` is read on the event loop; `add`
-    and `sync` run on the tier's one writer thread, so they never race each other, and the
-    loop only ever sees whole filters (swapped in one assignment).
+    """The disk tier's keys as of the last `sync`. `absent` is read on the event loop, and
+    `sync` runs on the tier's writer thread; `add` runs after each of this process's sets, on
+    whichever of the two stored it. The loop only ever sees whole filters (swapped in one
+    assignment). An `add` on the loop may race the thread's (both set bits of one byte, or
+    the rebuilt filter is swapped in between): a key whose bits are lost that way is read
+    again by the next sync, which reads every row stored since the last, ours included; until
+    then it is rendered once more at worst, as within the window for other processes' rows.
 
     Two reads keep it current: every sync reads the rows stored since the last one (by rowid),
     and a rebuild (at first, when the filter is full, when the table was cleared) reads the
@@ -103,9 +107,9 @@ class DiskKeys:
         return not self.syncing and self._clock() - self._synced >= SYNC_S / 2
 
     def add(self, key: object) -> None:
-        """A key stored: by this process (writer thread, after the commit) or read from the
-        table by `sync`. Into the filter in use and the one being built; non-str keys (not
-        ours) are never asked for."""
+        """A key stored: by this process (after the commit, on the loop or the writer
+        thread) or read from the table by `sync`. Into the filter in use and the one being
+        built; non-str keys (not ours) are never asked for."""
         if isinstance(key, str):
             for f in (self._filter, self._building):
                 if f is not None:
