@@ -177,10 +177,10 @@ class DiskTier:
     process or our writer thread holds the lock longer, the read retries in a thread instead of
     stalling the loop.
 
-    Small sets on the loop (a miss-bound edge: 2 KB variants of 64 px sources, 850-1000
-    misses/s, 3 alternating pairs): 0.42-0.46 against 0.54-0.58 ms of the serving process's
-    CPU per miss through the thread. The hop, and the thread's Python taking the GIL from the
-    loop, cost more than the insert itself (~90 us in a tight loop).
+    Small sets on the loop (`python -m benchmarks.servecpu`: every request a new variant of a
+    64 px source, ~900 misses/s; 3 alternating pairs): 0.43-0.44 against 0.54-0.62 ms of the
+    serving process's CPU per miss through the thread. The hop, and the thread's Python
+    taking the GIL from the loop, cost more than the insert itself (~90 us in a tight loop).
     """
 
     name = "disk"
