@@ -66,6 +66,16 @@ def shared_tier(client: TestClient) -> ResultStore:
     return tier
 
 
+async def two_hosts(
+    make_edge: EdgeFactory, base: Path, images: Path, store: ResultStoreConfig
+) -> tuple[TestClient, TestClient]:
+    """Hosts "a" and "b": a disk tier each under `base`, one source folder, one store."""
+    return (
+        await make_edge(host(base / "a", images, store)),
+        await make_edge(host(base / "b", images, store)),
+    )
+
+
 async def uploaded(client: TestClient) -> None:
     """Wait until the host's background uploads are done."""
     tier = shared_tier(client)
@@ -75,9 +85,7 @@ async def uploaded(client: TestClient) -> None:
 async def test_second_host_answers_from_the_shared_store_without_a_transform(
     make_edge: EdgeFactory, tmp_path: Path, images: Path, moto_endpoint: str, bucket: Bucket
 ) -> None:
-    store = store_at(moto_endpoint, bucket.name)
-    a = await make_edge(host(tmp_path / "a", images, store))
-    b = await make_edge(host(tmp_path / "b", images, store))
+    a, b = await two_hosts(make_edge, tmp_path, images, store_at(moto_endpoint, bucket.name))
     first = await a.get(IMG)
     assert first.status == 200 and first.headers["X-Cache"] == "MISS"
     body = await first.read()
@@ -108,8 +116,7 @@ async def test_a_shared_hit_is_kept_on_the_hosts_disk(
     make_edge: EdgeFactory, tmp_path: Path, images: Path, moto_endpoint: str, bucket: Bucket
 ) -> None:
     store = store_at(moto_endpoint, bucket.name)
-    a = await make_edge(host(tmp_path / "a", images, store))
-    b = await make_edge(host(tmp_path / "b", images, store))
+    a, b = await two_hosts(make_edge, tmp_path, images, store)
     await a.get(IMG)
     await uploaded(a)
     assert (await b.get(IMG)).headers["X-Cache"] == "HIT-SHARED"
@@ -122,9 +129,7 @@ async def test_a_shared_hit_is_kept_on_the_hosts_disk(
 async def test_avatar_defaults_are_shared_too(
     make_edge: EdgeFactory, tmp_path: Path, images: Path, moto_endpoint: str, bucket: Bucket
 ) -> None:
-    store = store_at(moto_endpoint, bucket.name)
-    a = await make_edge(host(tmp_path / "a", images, store))
-    b = await make_edge(host(tmp_path / "b", images, store))
+    a, b = await two_hosts(make_edge, tmp_path, images, store_at(moto_endpoint, bucket.name))
     first = await a.get(AVATAR)
     assert first.status == 200 and first.headers["X-Cache"] == "MISS"
     await uploaded(a)

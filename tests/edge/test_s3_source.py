@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from imgcdn.config import SourceConfig
 from tests.edge.conftest import EdgeFactory, edge_config, with_cache
@@ -15,25 +13,10 @@ from tests.edge.conftest import EdgeFactory, edge_config, with_cache
 BUCKET = "images"
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(moto_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+def s3(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    """A bucket on the suite's moto server (tests/conftest.py), emptied and removed after."""
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
     yield client
     for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
@@ -42,12 +25,12 @@ def s3(moto_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyp
 
 
 async def test_s3_source_serves_revalidates_and_refuses(
-    make_edge: EdgeFactory, tmp_path, moto_url: str, s3, sample_bytes
+    make_edge: EdgeFactory, tmp_path, moto_endpoint: str, s3, sample_bytes
 ):
     s3.put_object(Bucket=BUCKET, Key="pics/astronaut.jpg", Body=sample_bytes("astronaut.jpg"))
     s3.put_object(Bucket=BUCKET, Key="pics/readme.txt", Body=b"hello")
     source = SourceConfig(
-        type="s3", bucket=BUCKET, prefix="pics/", endpoint_url=moto_url, timeout_s=5
+        type="s3", bucket=BUCKET, prefix="pics/", endpoint_url=moto_endpoint, timeout_s=5
     )
     client = await make_edge(with_cache(edge_config(tmp_path, source=source), max_age_s=1))
     first = await client.get("/img/astronaut.jpg?w=50&fm=png")
@@ -69,10 +52,10 @@ async def test_s3_source_serves_revalidates_and_refuses(
 
 
 async def test_s3_source_unchanged_object_revalidates_with_304(
-    make_edge: EdgeFactory, tmp_path, moto_url: str, s3, sample_bytes
+    make_edge: EdgeFactory, tmp_path, moto_endpoint: str, s3, sample_bytes
 ):
     s3.put_object(Bucket=BUCKET, Key="a.jpg", Body=sample_bytes("coffee.jpg"))
-    source = SourceConfig(type="s3", bucket=BUCKET, endpoint_url=moto_url, timeout_s=5)
+    source = SourceConfig(type="s3", bucket=BUCKET, endpoint_url=moto_endpoint, timeout_s=5)
     client = await make_edge(with_cache(edge_config(tmp_path, source=source), max_age_s=1))
     assert (await client.get("/img/a.jpg?w=20")).headers["X-Cache"] == "MISS"
     await asyncio.sleep(1.1)
