@@ -37,6 +37,7 @@ from edge.metrics import Metrics
 from edge.origin_client import Avatar, OriginClient, PhotoBytes
 from edge.originals import Originals
 from edge.singleflight import SingleFlight
+from transforms.errors import Overloaded
 from transforms.master import (
     MASTER_QUALITY,
     MASTER_SIDE,
@@ -196,7 +197,7 @@ class AvatarVariants:
         return await self._serve(key, make)
 
     async def _serve(self, key: str, make: Callable[[], Awaitable[Made]]) -> AvatarServed:
-        hit = await self.tiers.get(key)
+        hit = await self.tiers.get(key, shared=self._admissible(key))
         if hit is not None:
             entry, tier = hit
             self.metrics.hit(tier)
@@ -210,6 +211,17 @@ class AvatarVariants:
             return AvatarServed(made.entry, COALESCED, from_cache=False)
         outcome = STORED if made.stored else NOT_STORED
         return AvatarServed(made.entry, outcome, made.timings_ms, from_cache=False)
+
+    def _admissible(self, key: str) -> bool:
+        """Would a miss of `key` be rendered now? Asked only with a shared store, whose reads
+        are skipped under overload (as in edge/variants.py `VariantService._admissible`)."""
+        if self.tiers.shared is None or self.misses.running(key):
+            return True
+        try:
+            self.pool.admit(len(self.misses))
+        except Overloaded:
+            return False
+        return True
 
     async def _store(self, key: str, make: Callable[[], Awaitable[Made]]) -> Made:
         made = await make()

@@ -432,7 +432,9 @@ class TieredCache:
         self.disk = disk
         self.shared = shared
 
-    async def get(self, key: str) -> tuple[Entry, str] | None:
+    async def get(self, key: str, *, shared: bool = True) -> tuple[Entry, str] | None:
+        """`shared=False`: not the shared store (the caller could not render a miss now, and
+        a refusal must not wait for S3: each read costs ~1 ms of aiobotocore's CPU)."""
         entry = await self.memory.get(key)
         if entry is not None:
             return entry, self.memory.name
@@ -440,7 +442,7 @@ class TieredCache:
         if entry is not None:
             await self.memory.set(key, entry)
             return entry, self.disk.name
-        if self.shared is None:
+        if self.shared is None or not shared:
             return None
         entry = await self.shared.get(key)
         if entry is not None:

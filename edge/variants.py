@@ -31,7 +31,7 @@ from edge.originals import Originals
 from edge.records import RecordStore
 from edge.singleflight import SingleFlight
 from edge.sources import Fetched, Source, Validators
-from transforms.errors import ImgcdnError, NotFound, OriginFailed, Timeout
+from transforms.errors import ImgcdnError, NotFound, OriginFailed, Overloaded, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +126,17 @@ class VariantService:
         the render step in Server-Timing (None: too trivial to report)."""
         source_id = self.source.identity(path)
         record = await self.records.get(source_id)
+        flight = flight_key(source_id, token, fmt)
         missed = None  # a key both tiers just answered "no" for
         if record is not None:
             key = variant_key(source_id, record.validator, token, fmt)
-            hit = await self.tiers.get(key)
+            hit = await self.tiers.get(key, shared=self._admissible(flight, stage))
             if hit is None:
                 missed = key
             else:
                 served = await self._from_cache(path, source_id, record, *hit)
                 if served is not None:
                     return served
-        flight = flight_key(source_id, token, fmt)
         from_shared = False  # a source new to this host whose variant another host stored
         try:
             if self.admit is not None and stage is not None and not self.misses.running(flight):
@@ -159,6 +159,19 @@ class VariantService:
         return Served(
             produced.entry, outcome, produced.record, produced.timings_ms, from_cache=False
         )
+
+    def _admissible(self, flight: str, stage: str | None) -> bool:
+        """Would a miss of `flight` be rendered now (the pool has room, or it is running)?
+        Asked only with a shared store: under overload its reads are skipped (TieredCache)."""
+        if self.tiers.shared is None or self.admit is None or stage is None:
+            return True
+        if self.misses.running(flight):
+            return True
+        try:
+            self.admit(len(self.misses))
+        except Overloaded:
+            return False
+        return True
 
     async def _from_cache(
         self, path: str, source_id: str, record: SourceRecord, entry: Entry, tier: str

@@ -17,13 +17,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
 
+from edge.app import create_app
 from edge.appkeys import TIERS
 from edge.cache import Entry
 from edge.headers import cache_status, hit_outcome
 from edge.result_store import ResultStore, decode_object
-from imgcdn.config import EdgeConfig, ResultStoreConfig
+from imgcdn.config import EdgeConfig, ResultStoreConfig, SourceConfig
 from tests.edge.conftest import EdgeFactory, edge_config, with_cache
+from tests.edge.sourceserver import FakeSource
 from tests.edge.test_freshness import metric, wait_for
+from transforms.pool import TransformPool
 
 PREFIX = "variants/"
 IMG = "/img/astronaut.jpg?w=50&fm=png"
@@ -218,6 +221,7 @@ class HeldS3:
     hold_reads: bool
     release: asyncio.Event = field(default_factory=asyncio.Event)
     puts: int = 0
+    gets: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.method == "PUT":
@@ -225,6 +229,7 @@ class HeldS3:
             await request.read()
             await self.release.wait()
             return web.Response(headers={"ETag": '"0"'})
+        self.gets += 1
         if self.hold_reads:
             await self.release.wait()
         return web.Response(status=404, body=NO_SUCH_KEY, content_type="application/xml")
@@ -331,3 +336,60 @@ async def test_an_object_over_the_size_bound_is_not_read(
         assert await store.get("small") == entry
     finally:
         await store.close()
+
+
+async def test_a_refusal_does_not_ask_the_store(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, samples: Path, aws_env: None
+) -> None:
+    """With the pool full, a miss is refused (503) before the shared store is read: under
+    overload each read would cost ~1 ms of CPU and S3's latency before the refusal."""
+    held, endpoint = await held_s3(aiohttp_server, hold_reads=False)
+    source = FakeSource()
+    for name in ("known.jpg", "slow1.jpg", "slow2.jpg"):
+        source.files[name] = (samples / "astronaut.jpg").read_bytes()
+    origin = await aiohttp_server(source.app())
+    config = with_cache(
+        edge_config(tmp_path, source=SourceConfig(type="http", url=str(origin.make_url("/img/")))),
+        result_store=store_at(endpoint, "results"),
+    )
+    pool = TransformPool(processes=1, max_queue=1, timeout_s=30)  # room for 2 transforms
+    await pool.start()
+    try:
+        client = await aiohttp_client(create_app(config, pool=pool))
+        assert (await client.get("/img/known.jpg?w=20")).status == 200  # its record is kept
+        source.delay_s = 0.5
+        slow = [asyncio.ensure_future(client.get(f"/img/slow{i}.jpg?w=20")) for i in (1, 2)]
+        await asyncio.sleep(0.2)  # both admitted, fetching: the pool is full
+        asked = held.gets
+        refused = [await client.get(f"/img/known.jpg?w={w}") for w in (30, 40, 50)]
+        assert [r.status for r in refused] == [503, 503, 503]
+        assert held.gets == asked  # no read for a miss that could not be rendered
+        assert [(await r).status for r in slow] == [200, 200]
+        later = await client.get("/img/known.jpg?w=30")  # room again: the store is asked
+        assert later.status == 200 and held.gets > asked
+    finally:
+        held.release.set()  # the uploads it holds
+        await pool.close()
+
+
+async def test_an_avatar_refusal_does_not_ask_the_store(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, images: Path, aws_env: None
+) -> None:
+    held, endpoint = await held_s3(aiohttp_server, hold_reads=False)
+    config = host(tmp_path, images, store_at(endpoint, "results"))
+    pool = TransformPool(processes=1, max_queue=0, timeout_s=30)  # room for 1 transform
+    await pool.start()
+    try:
+        client = await aiohttp_client(create_app(config, pool=pool))
+        busy = asyncio.ensure_future(pool.run(time.sleep, 1.0))  # the pool is full
+        await asyncio.sleep(0.1)
+        r = await client.get(AVATAR)
+        assert r.status == 503
+        assert held.gets == 0  # refused before the store was read
+        await busy
+        r = await client.get(AVATAR)
+        assert r.status == 200 and r.headers["X-Cache"] == "MISS"
+        assert held.gets == 1
+    finally:
+        held.release.set()
+        await pool.close()
