@@ -154,6 +154,7 @@ class AvatarVariants:
         self.from_larger = from_larger
         self.originals = originals or Originals(0)  # photo bytes, immutable per id + version
         self.misses: SingleFlight[str, Made] = SingleFlight()
+        self._probing = 0  # shared-store reads in flight (`_lookup_shared`)
         self.photos: SingleFlight[str, PhotoBytes] = SingleFlight()
         # (photo id, version) -> the miss making its master; other sizes wait for the master
         self.masters: SingleFlight[tuple[str, int], tuple[Made, KeptMaster | None]] = SingleFlight()
@@ -197,14 +198,18 @@ class AvatarVariants:
         return await self._serve(key, make)
 
     async def _serve(self, key: str, make: Callable[[], Awaitable[Made]]) -> AvatarServed:
-        hit = await self.tiers.get(key, shared=self._admissible(key))
+        if self.tiers.shared is None:
+            hit = await self.tiers.get(key)
+        else:
+            hit = await self._lookup_shared(key)
         if hit is not None:
             entry, tier = hit
             self.metrics.hit(tier)
             return AvatarServed(entry, hit_outcome(tier))
         self.metrics.cache_misses.inc()
         if not self.misses.running(key):
-            self.pool.admit(len(self.misses))  # overloaded: 503 before any origin fetch
+            # overloaded: 503 before any origin fetch
+            self.pool.admit(len(self.misses) + self._probing)
         made, shared = await self.misses.run(key, lambda: self._store(key, make))
         if shared:
             self.metrics.coalesced.inc()
@@ -212,16 +217,19 @@ class AvatarVariants:
         outcome = STORED if made.stored else NOT_STORED
         return AvatarServed(made.entry, outcome, made.timings_ms, from_cache=False)
 
-    def _admissible(self, key: str) -> bool:
-        """Would a miss of `key` be rendered now? Asked only with a shared store, whose reads
-        are skipped under overload (as in edge/variants.py `VariantService._admissible`)."""
-        if self.tiers.shared is None or self.misses.running(key):
-            return True
+    async def _lookup_shared(self, key: str) -> tuple[Entry, str] | None:
+        """The tiers, the shared store only when a miss of `key` could be rendered now (as
+        edge/variants.py `VariantService._lookup_shared`, whose docstring says why)."""
+        if not self.misses.running(key):
+            try:
+                self.pool.admit(len(self.misses) + self._probing)
+            except Overloaded:
+                return await self.tiers.get(key, shared=False)
+        self._probing += 1
         try:
-            self.pool.admit(len(self.misses))
-        except Overloaded:
-            return False
-        return True
+            return await self.tiers.get(key)
+        finally:
+            self._probing -= 1
 
     async def _store(self, key: str, make: Callable[[], Awaitable[Made]]) -> Made:
         made = await make()

@@ -93,6 +93,7 @@ class VariantService:
         self.originals = originals or Originals(0)
         self._memory_hits = metrics.cache_hits.labels(tier="memory")  # counted on every hit
         self.misses: SingleFlight[str, Produced] = SingleFlight()
+        self._probing = 0  # shared-store reads in flight (`_lookup_shared`)
         self.fetches: SingleFlight[str, Fetched] = SingleFlight()
         self.revalidations: SingleFlight[str, SourceRecord] = SingleFlight()
         self._backoff: dict[str, float] = {}
@@ -130,7 +131,10 @@ class VariantService:
         missed = None  # a key both tiers just answered "no" for
         if record is not None:
             key = variant_key(source_id, record.validator, token, fmt)
-            hit = await self.tiers.get(key, shared=self._admissible(flight, stage))
+            if self.tiers.shared is None:
+                hit = await self.tiers.get(key)
+            else:
+                hit = await self._lookup_shared(key, flight, stage)
             if hit is None:
                 missed = key
             else:
@@ -140,7 +144,7 @@ class VariantService:
         from_shared = False  # a source new to this host whose variant another host stored
         try:
             if self.admit is not None and stage is not None and not self.misses.running(flight):
-                self.admit(len(self.misses))
+                self.admit(len(self.misses) + self._probing)
             produced, shared = await self.misses.run(
                 flight,
                 lambda: self._produce(path, source_id, token, fmt, render, stage, record, missed),
@@ -160,18 +164,23 @@ class VariantService:
             produced.entry, outcome, produced.record, produced.timings_ms, from_cache=False
         )
 
-    def _admissible(self, flight: str, stage: str | None) -> bool:
-        """Would a miss of `flight` be rendered now (the pool has room, or it is running)?
-        Asked only with a shared store: under overload its reads are skipped (TieredCache)."""
-        if self.tiers.shared is None or self.admit is None or stage is None:
-            return True
-        if self.misses.running(flight):
-            return True
+    async def _lookup_shared(
+        self, key: str, flight: str, stage: str | None
+    ) -> tuple[Entry, str] | None:
+        """The tiers, the shared store only when a miss of `flight` could be rendered now:
+        under overload a refusal must not wait for S3 (a read costs ~1 ms of aiobotocore's
+        CPU). A read in flight holds one of the pool's places until it is answered, so an
+        overloaded edge reads at most as many objects at once as it has room for misses."""
+        if self.admit is not None and stage is not None and not self.misses.running(flight):
+            try:
+                self.admit(len(self.misses) + self._probing)
+            except Overloaded:
+                return await self.tiers.get(key, shared=False)
+        self._probing += 1
         try:
-            self.admit(len(self.misses))
-        except Overloaded:
-            return False
-        return True
+            return await self.tiers.get(key)
+        finally:
+            self._probing -= 1
 
     async def _from_cache(
         self, path: str, source_id: str, record: SourceRecord, entry: Entry, tier: str

@@ -393,3 +393,35 @@ async def test_an_avatar_refusal_does_not_ask_the_store(
     finally:
         held.release.set()
         await pool.close()
+
+
+async def test_store_reads_in_flight_hold_the_pools_places(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, images: Path, aws_env: None
+) -> None:
+    """A burst of misses while the pool has room for 2: 2 read the store (each holding a place
+    until it is answered), the rest are refused at once instead of all reading S3 first."""
+    held, endpoint = await held_s3(aiohttp_server, hold_reads=True)
+    config = host(tmp_path, images, store_at(endpoint, "results", timeout_s=1.0))
+    pool = TransformPool(processes=1, max_queue=1, timeout_s=30)  # room for 2 transforms
+    await pool.start()
+    try:
+        client = await aiohttp_client(create_app(config, pool=pool))
+        held.release.set()  # the first miss: its record, and its upload
+        assert (await client.get("/img/astronaut.jpg?w=20")).status == 200
+        await uploaded(client)
+        held.release.clear()
+        asked = held.gets
+        started = time.monotonic()
+
+        async def get(width: int) -> tuple[int, float]:
+            r = await client.get(f"/img/astronaut.jpg?w={width}")
+            await r.read()
+            return r.status, time.monotonic() - started
+
+        results = await asyncio.gather(*(get(w) for w in range(30, 35)))
+        assert held.gets - asked == 2, results
+        assert sorted(status for status, _ in results) == [200, 200, 503, 503, 503]
+        assert all(seconds < 0.5 for status, seconds in results if status == 503), results
+    finally:
+        held.release.set()
+        await pool.close()
