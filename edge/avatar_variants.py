@@ -37,7 +37,6 @@ from edge.metrics import Metrics
 from edge.origin_client import Avatar, OriginClient, PhotoBytes
 from edge.originals import Originals
 from edge.singleflight import SingleFlight
-from transforms.errors import Overloaded
 from transforms.master import (
     MASTER_QUALITY,
     MASTER_SIDE,
@@ -154,7 +153,6 @@ class AvatarVariants:
         self.from_larger = from_larger
         self.originals = originals or Originals(0)  # photo bytes, immutable per id + version
         self.misses: SingleFlight[str, Made] = SingleFlight()
-        self._probing = 0  # shared-store reads in flight (`_lookup_shared`)
         self.photos: SingleFlight[str, PhotoBytes] = SingleFlight()
         # (photo id, version) -> the miss making its master; other sizes wait for the master
         self.masters: SingleFlight[tuple[str, int], tuple[Made, KeptMaster | None]] = SingleFlight()
@@ -198,10 +196,8 @@ class AvatarVariants:
         return await self._serve(key, make)
 
     async def _serve(self, key: str, make: Callable[[], Awaitable[Made]]) -> AvatarServed:
-        if self.tiers.shared is None:
-            hit = await self.tiers.get(key)
-        else:
-            hit = await self._lookup_shared(key)
+        admit = None if self.misses.running(key) else self._admit
+        hit = await self.tiers.lookup(key, admit)
         if hit is not None:
             entry, tier = hit
             self.metrics.hit(tier)
@@ -209,7 +205,7 @@ class AvatarVariants:
         self.metrics.cache_misses.inc()
         if not self.misses.running(key):
             # overloaded: 503 before any origin fetch
-            self.pool.admit(len(self.misses) + self._probing)
+            self._admit(self.tiers.probing)
         made, shared = await self.misses.run(key, lambda: self._store(key, make))
         if shared:
             self.metrics.coalesced.inc()
@@ -217,19 +213,10 @@ class AvatarVariants:
         outcome = STORED if made.stored else NOT_STORED
         return AvatarServed(made.entry, outcome, made.timings_ms, from_cache=False)
 
-    async def _lookup_shared(self, key: str) -> tuple[Entry, str] | None:
-        """The tiers, the shared store only when a miss of `key` could be rendered now (as
-        edge/variants.py `VariantService._lookup_shared`, whose docstring says why)."""
-        if not self.misses.running(key):
-            try:
-                self.pool.admit(len(self.misses) + self._probing)
-            except Overloaded:
-                return await self.tiers.get(key, shared=False)
-        self._probing += 1
-        try:
-            return await self.tiers.get(key)
-        finally:
-            self._probing -= 1
+    def _admit(self, probing: int) -> None:
+        """Raise `Overloaded` when the pool has no room for one more miss, counting this
+        service's misses and the shared-store reads in flight (`TieredCache.lookup`)."""
+        self.pool.admit(len(self.misses) + probing)
 
     async def _store(self, key: str, make: Callable[[], Awaitable[Made]]) -> Made:
         made = await make()

@@ -26,6 +26,7 @@ import diskcache
 from cachetools import LRUCache
 
 from edge.diskkeys import DiskKeys
+from transforms.errors import Overloaded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -431,6 +432,7 @@ class TieredCache:
         self.memory = memory
         self.disk = disk
         self.shared = shared
+        self.probing = 0  # shared-store reads in flight that hold a place in the pool (`lookup`)
 
     async def get(self, key: str, *, shared: bool = True) -> tuple[Entry, str] | None:
         """`shared=False`: not the shared store (the caller could not render a miss now, and
@@ -450,6 +452,28 @@ class TieredCache:
             await self.disk.set(key, entry)  # this host's other processes find it there next
             return entry, self.shared.name
         return None
+
+    async def lookup(
+        self, key: str, admit: Callable[[int], None] | None
+    ) -> tuple[Entry, str] | None:
+        """`get` for a request that renders on a miss. The shared store is read only when
+        `admit(reads in flight)` passes (it raises `Overloaded` when the pool has no room for
+        one more miss): under overload a refusal must not wait for S3, and each read costs
+        ~1 ms of aiobotocore's CPU. A read holds its place until it is answered (`probing`),
+        so a burst reads at most as many objects as there is room for misses. `admit` None:
+        the miss needs no place of its own (its render is already running)."""
+        if self.shared is None:
+            return await self.get(key)
+        if admit is not None:
+            try:
+                admit(self.probing)
+            except Overloaded:
+                return await self.get(key, shared=False)
+        self.probing += 1
+        try:
+            return await self.get(key)
+        finally:
+            self.probing -= 1
 
     async def set(self, key: str, entry: Entry) -> bool:
         in_memory = await self.memory.set(key, entry)

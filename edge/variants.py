@@ -31,7 +31,7 @@ from edge.originals import Originals
 from edge.records import RecordStore
 from edge.singleflight import SingleFlight
 from edge.sources import Fetched, Source, Validators
-from transforms.errors import ImgcdnError, NotFound, OriginFailed, Overloaded, Timeout
+from transforms.errors import ImgcdnError, NotFound, OriginFailed, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ class VariantService:
         self.originals = originals or Originals(0)
         self._memory_hits = metrics.cache_hits.labels(tier="memory")  # counted on every hit
         self.misses: SingleFlight[str, Produced] = SingleFlight()
-        self._probing = 0  # shared-store reads in flight (`_lookup_shared`)
         self.fetches: SingleFlight[str, Fetched] = SingleFlight()
         self.revalidations: SingleFlight[str, SourceRecord] = SingleFlight()
         self._backoff: dict[str, float] = {}
@@ -131,10 +130,7 @@ class VariantService:
         missed = None  # a key both tiers just answered "no" for
         if record is not None:
             key = variant_key(source_id, record.validator, token, fmt)
-            if self.tiers.shared is None:
-                hit = await self.tiers.get(key)
-            else:
-                hit = await self._lookup_shared(key, flight, stage)
+            hit = await self.tiers.lookup(key, self._admit_for(flight, stage))
             if hit is None:
                 missed = key
             else:
@@ -144,7 +140,7 @@ class VariantService:
         from_shared = False  # a source new to this host whose variant another host stored
         try:
             if self.admit is not None and stage is not None and not self.misses.running(flight):
-                self.admit(len(self.misses) + self._probing)
+                self.admit(len(self.misses) + self.tiers.probing)
             produced, shared = await self.misses.run(
                 flight,
                 lambda: self._produce(path, source_id, token, fmt, render, stage, record, missed),
@@ -164,23 +160,13 @@ class VariantService:
             produced.entry, outcome, produced.record, produced.timings_ms, from_cache=False
         )
 
-    async def _lookup_shared(
-        self, key: str, flight: str, stage: str | None
-    ) -> tuple[Entry, str] | None:
-        """The tiers, the shared store only when a miss of `flight` could be rendered now:
-        under overload a refusal must not wait for S3 (a read costs ~1 ms of aiobotocore's
-        CPU). A read in flight holds one of the pool's places until it is answered, so an
-        overloaded edge reads at most as many objects at once as it has room for misses."""
-        if self.admit is not None and stage is not None and not self.misses.running(flight):
-            try:
-                self.admit(len(self.misses) + self._probing)
-            except Overloaded:
-                return await self.tiers.get(key, shared=False)
-        self._probing += 1
-        try:
-            return await self.tiers.get(key)
-        finally:
-            self._probing -= 1
+    def _admit_for(self, flight: str, stage: str | None) -> Callable[[int], None] | None:
+        """The pool's admission for a miss of `flight`, given other reads in flight (for
+        `TieredCache.lookup`); None when it would need no place of its own."""
+        admit = self.admit
+        if admit is None or stage is None or self.misses.running(flight):
+            return None
+        return lambda probing: admit(len(self.misses) + probing)
 
     async def _from_cache(
         self, path: str, source_id: str, record: SourceRecord, entry: Entry, tier: str
