@@ -137,21 +137,22 @@ class VariantService:
                 served = await self._from_cache(path, source_id, record, *hit)
                 if served is not None:
                     return served
-        from_shared = False  # a source new to this host whose variant another host stored
         try:
-            if self.admit is not None and stage is not None and not self.misses.running(flight):
-                self.admit(len(self.misses) + self.tiers.probing)
+            admit = self._admit_for(flight, stage)  # asked again: a miss may have started since
+            if admit is not None:
+                admit(self.tiers.probing)
             produced, shared = await self.misses.run(
                 flight,
                 lambda: self._produce(path, source_id, token, fmt, render, stage, record, missed),
             )
-            from_shared = produced.tier == "shared" and not shared
-        finally:
-            if not from_shared:
-                self.metrics.cache_misses.inc()
-        if from_shared:
+        except BaseException:
+            self.metrics.cache_misses.inc()  # refused, failed or cancelled: a miss all the same
+            raise
+        if produced.tier == "shared" and not shared:
+            # a source new to this host, whose variant another host stored
             self.metrics.hit("shared")
             return Served(produced.entry, HIT_SHARED, produced.record, produced.timings_ms)
+        self.metrics.cache_misses.inc()
         if shared:
             self.metrics.coalesced.inc()
             return Served(produced.entry, COALESCED, produced.record, from_cache=False)

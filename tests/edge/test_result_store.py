@@ -79,6 +79,15 @@ async def two_hosts(
     )
 
 
+async def stored_by(client: TestClient, path: str) -> bytes:
+    """`path` asked of a host that misses it, once its upload is done; the body."""
+    r = await client.get(path)
+    assert r.status == 200 and r.headers["X-Cache"] == "MISS"
+    body = await r.read()
+    await uploaded(client)
+    return body
+
+
 async def uploaded(client: TestClient) -> None:
     """Wait until the host's background uploads are done."""
     tier = shared_tier(client)
@@ -89,17 +98,15 @@ async def test_second_host_answers_from_the_shared_store_without_a_transform(
     make_edge: EdgeFactory, tmp_path: Path, images: Path, moto_endpoint: str, bucket: Bucket
 ) -> None:
     a, b = await two_hosts(make_edge, tmp_path, images, store_at(moto_endpoint, bucket.name))
-    first = await a.get(IMG)
-    assert first.status == 200 and first.headers["X-Cache"] == "MISS"
-    body = await first.read()
-    await uploaded(a)
+    body = await stored_by(a, IMG)
     assert len(bucket.keys()) == 1 and bucket.keys()[0].startswith(PREFIX + "v1:")
 
     second = await b.get(IMG)  # a source new to b: fetched for its validator, not rendered
     assert second.status == 200 and second.headers["X-Cache"] == "HIT-SHARED"
     assert second.headers["Cache-Status"].startswith("imgcdn; hit; ttl=")
     assert second.headers["Cache-Status"].endswith("; detail=shared")
-    assert await second.read() == body and second.headers["ETag"] == first.headers["ETag"]
+    assert await second.read() == body
+    assert second.headers["ETag"] == (await a.get(IMG)).headers["ETag"]
     assert await metric(b, TRANSFORMS) == 0
     assert await metric(b, "imgcdn_edge_cache_hits_total", tier="shared") == 1
     assert await metric(b, "imgcdn_edge_cache_misses_total") == 0
@@ -133,12 +140,10 @@ async def test_avatar_defaults_are_shared_too(
     make_edge: EdgeFactory, tmp_path: Path, images: Path, moto_endpoint: str, bucket: Bucket
 ) -> None:
     a, b = await two_hosts(make_edge, tmp_path, images, store_at(moto_endpoint, bucket.name))
-    first = await a.get(AVATAR)
-    assert first.status == 200 and first.headers["X-Cache"] == "MISS"
-    await uploaded(a)
+    body = await stored_by(a, AVATAR)
     second = await b.get(AVATAR)
     assert second.headers["X-Cache"] == "HIT-SHARED"
-    assert await second.read() == await first.read()
+    assert await second.read() == body
     assert await metric(b, TRANSFORMS) == 0
     assert (await b.get(AVATAR)).headers["X-Cache"] == "HIT-MEMORY"
 
