@@ -117,10 +117,13 @@ def choose_generator(requested: str) -> str:
 class Driver:
     """Runs load phases with one generator and one connection count."""
 
-    def __init__(self, generator: str, connections: int, progress: Progress) -> None:
+    def __init__(
+        self, generator: str, connections: int, progress: Progress, pipeline: int = 1
+    ) -> None:
         self.generator = generator
         self.connections = connections
         self.progress = progress
+        self.pipeline = pipeline  # wrk's requests in flight per connection on one fixed path
 
     async def run(
         self,
@@ -154,6 +157,7 @@ class Driver:
                     delay_ms=delay_ms,
                     state=state,
                     once=once,
+                    pipeline=self.pipeline if fixed_path is not None and not rate else 1,
                 )
             source: Iterable[str] = (
                 itertools.repeat(fixed_path) if fixed_path else itertools.cycle(paths or ())

@@ -39,6 +39,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (10)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
     p.add_argument("--runs", type=int, default=1, help="repeat each scenario K times (1)")
+    p.add_argument(
+        "--pipeline",
+        type=int,
+        default=1,
+        metavar="N",
+        help="hit only, with wrk: each connection sends N requests at once (HTTP/1.1 "
+        "pipelining), edge and baseline alike, so wrk takes less of a small box (1)",
+    )
     p.add_argument("--url", help="benchmark this running edge instead of starting a stack")
     p.add_argument("--origin-url", help="with --url: seed avatar users through this origin")
     p.add_argument("--workers", type=int, default=1, help="edge serving processes (1)")
@@ -79,6 +87,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown scenario {bad[0]!r}; choose from {', '.join(SCENARIOS)} or all")
     if args.connections < 1 or args.duration <= 0 or args.runs < 1 or args.workers < 1:
         p.error("--connections, --duration, --runs and --workers must be positive")
+    if args.pipeline < 1:
+        p.error("--pipeline must be positive")
+    if args.pipeline > 1 and (names != ["hit"] or args.paced or args.generator == "builtin"):
+        p.error("--pipeline: the hit scenario alone, with wrk, and without --paced")
     if args.paced not in (None, "half"):
         try:
             if float(args.paced) <= 0:
@@ -109,6 +121,7 @@ def settings_for(args: argparse.Namespace, scenario: str) -> Settings:
         keep=args.keep,
         quiet_wait_s=args.quiet_wait,
         paced=args.paced,
+        pipeline=args.pipeline,
     )
 
 
@@ -123,7 +136,12 @@ async def run(args: argparse.Namespace, command: str) -> int:
             f"{args.duration:g}s x {args.runs} run(s)"
             + (f", target {args.url}" if args.url else ", own stack")
         )
-        runner = ScenarioRunner(settings, Driver(generator, args.connections, progress))
+        if args.pipeline > 1 and generator != "wrk":
+            progress.note(f"[{scenario}] FAILED: --pipeline needs wrk (apt-get install wrk)")
+            failed.append(scenario)
+            continue
+        driver = Driver(generator, args.connections, progress, args.pipeline)
+        runner = ScenarioRunner(settings, driver)
         try:
             results = await runner.run()
         except (RuntimeError, OSError, aiohttp.ClientError) as err:

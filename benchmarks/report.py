@@ -30,6 +30,7 @@ def summarize(settings: Settings, runs: Sequence[RunResult]) -> dict[str, Any]:
         "scenario": settings.scenario,
         "generator": ms[0].generator if ms else "?",
         "connections": settings.connections,
+        "pipeline": settings.pipeline,
         "duration_s": settings.duration_s,
         "runs": len(runs),
         "rps": spread(m.rps for m in ms).to_json(),
@@ -170,6 +171,12 @@ def without_nan(value: Any) -> Any:
     return value
 
 
+def pipelined(summary: dict[str, Any]) -> str:
+    """The generator column's note for `--pipeline N` (older JSON has no such key)."""
+    depth = summary.get("pipeline", 1)
+    return f" pipelined x{depth}" if depth > 1 else ""
+
+
 def fmt(s: dict[str, Any], digits: int = 0) -> str:
     """`median` or `median (min-max)` from a Spread json."""
     med, lo, hi = s["median"], s["min"], s["max"]
@@ -202,7 +209,8 @@ def table(summaries: Sequence[dict[str, Any]]) -> str:
         cpu = ", ".join(f"{t} {v:.2f}" for t, v in s["cpu_ms_per_request"].items() if v >= 0.005)
         cpu = cpu or "-"
         lines.append(
-            f"| {s['scenario']} | {s['generator']} -c{s['connections']} | {fmt(s['rps'])} "
+            f"| {s['scenario']} | {s['generator']} -c{s['connections']}{pipelined(s)} "
+            f"| {fmt(s['rps'])} "
             f"| {ratio} | {base} | {fmt(s['p50_ms'], 2)} | {fmt(s['p90_ms'], 2)} "
             f"| {fmt(s['p99_ms'], 2)} | {fmt(s['errors'])} | {fmt(s['hit_ratio'], 3)} | {rss} "
             f"| {cpu} |"

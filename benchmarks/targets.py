@@ -34,6 +34,7 @@ class Settings:
     keep: bool = False
     paced: str | None = None  # "half" (of the closed-loop peak) or requests/s: a paced phase
     quiet_wait_s: float = 20.0  # before each measurement, wait this long at most for a quiet box
+    pipeline: int = 1  # hit with wrk: requests each connection sends at once (HTTP/1.1)
 
 
 @dataclass

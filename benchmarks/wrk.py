@@ -45,17 +45,22 @@ async def run_wrk(
     delay_ms: float = 0.0,
     state: LoadState | None = None,
     once: bool = False,
+    pipeline: int = 1,
 ) -> Measurement:
     """Run wrk for `duration_s` against `base_url` with `paths` (cycled) or one `fixed_path`.
 
     `delay_ms` > 0 makes each connection pause that long before each request (paced load).
     `once`: request every path once and stop when all are answered (`duration_s` is a cap).
+    `pipeline` > 1 (with `fixed_path`): each connection sends that many requests at once and
+    waits for every answer (HTTP/1.1 pipelining); a latency is then the batch's.
     """
     binary = wrk_binary()
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     if (paths is None) == (fixed_path is None):
         raise ValueError("give exactly one of paths and fixed_path")
+    if pipeline < 1 or (pipeline > 1 and (fixed_path is None or delay_ms > 0)):
+        raise ValueError("pipeline > 1 needs one fixed_path and no delay")
     threads = wrk_threads(connections)
     state = state or LoadState()
     with tempfile.TemporaryDirectory(prefix="imgcdn-wrk-") as tmp:
@@ -73,6 +78,8 @@ async def run_wrk(
             env["BENCH_DELAY_MS"] = f"{delay_ms:.3f}"
         if once:
             env["BENCH_ONCE"] = "1"
+        if pipeline > 1:
+            env["BENCH_PIPELINE"] = str(pipeline)
         args = [
             binary,
             f"-t{threads}",

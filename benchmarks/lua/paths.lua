@@ -1,5 +1,8 @@
 -- wrk script for benchmarks/wrk.py: request paths from a file, report JSON from done().
 -- env: BENCH_FIXED_PATH   one path for every request (no per-request Lua: cheapest for wrk)
+--      BENCH_PIPELINE     with BENCH_FIXED_PATH: each connection sends this many requests at
+--                         once (HTTP/1.1 pipelining) and waits for all their answers: wrk's
+--                         CPU per request falls, so a 2-core box shows the servers' own scaling
 --      BENCH_PATHS_FILE   one path per line; thread t of BENCH_THREADS takes lines t, t+T, ...
 --                         and wraps around at the end
 --      BENCH_ONCE=1       with BENCH_PATHS_FILE: each thread stops once every line of its
@@ -22,7 +25,15 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
-if fixed then
+local pipeline = tonumber(os.getenv("BENCH_PIPELINE") or "1")
+
+if fixed and pipeline > 1 then
+  -- wrk counts the requests one call returns and writes them in one go (its pipeline.lua)
+  local batch = {}
+  for i = 1, pipeline do batch[i] = wrk.format("GET", fixed) end
+  local requests = table.concat(batch)
+  function request() return requests end
+elseif fixed then
   wrk.path = fixed
 else
   local paths = {}

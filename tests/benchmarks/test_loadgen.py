@@ -144,3 +144,53 @@ async def test_rate_paces_the_load(server) -> None:
     m = out.measurement
     assert 170 <= m.requests <= 215  # ~200 in 1 s, not the thousands a closed loop would send
     assert m.requests == seen["ok"]
+
+
+@pytest.fixture
+async def raw_server():
+    """A bare HTTP/1.1 server that notes how many requests each read brought at once."""
+    batches: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buffer = b""
+        while data := await reader.read(65536):
+            buffer += data
+            heads = buffer.count(b"\r\n\r\n")
+            if heads == 0:
+                continue
+            batches.append(heads)
+            buffer = buffer[buffer.rindex(b"\r\n\r\n") + 4 :]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" * heads)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", batches
+    server.close()
+
+
+@pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed")
+@pytest.mark.parametrize("pipeline", [1, 4])
+async def test_wrk_pipeline_sends_requests_at_once(raw_server, pipeline: int) -> None:
+    base, batches = raw_server
+    m = await run_wrk(base, fixed_path="/x", connections=2, duration_s=1, pipeline=pipeline)
+    assert m.requests > 100 and m.errors == 0
+    # every write of wrk's holds `pipeline` requests (a read may rarely split or merge them)
+    assert max(batches) == pipeline
+    assert sum(1 for b in batches if b == pipeline) >= 0.9 * len(batches)
+    assert 0 <= sum(batches) - m.requests <= 2 * pipeline * 2
+
+
+async def test_wrk_pipeline_needs_one_fixed_path() -> None:
+    with pytest.raises(ValueError, match="pipeline"):
+        await run_wrk("http://127.0.0.1:9", paths=["/a"], connections=1, duration_s=1, pipeline=2)
+    with pytest.raises(ValueError, match="pipeline"):
+        await run_wrk(
+            "http://127.0.0.1:9",
+            fixed_path="/a",
+            connections=1,
+            duration_s=1,
+            pipeline=2,
+            delay_ms=5,
+        )

@@ -46,6 +46,25 @@ def test_summary_takes_medians_and_per_run_ratios() -> None:
     text = table([s])
     assert "| hit | wrk -c32 | 2000 (1000-3000) | 0.50 (0.25-0.75) |" in text
     assert "0.900 (0.900-0.900)" in text
+    pipelined = summarize(Settings("hit", runs=3, pipeline=8), runs)
+    assert pipelined["pipeline"] == 8
+    assert "| hit | wrk -c32 pipelined x8 | 2000 (1000-3000) |" in table([pipelined])
+
+
+def test_pipeline_is_for_the_hit_scenario_with_wrk() -> None:
+    from benchmarks.load import parse_args
+
+    assert parse_args(["--scenario", "hit", "--pipeline", "8"]).pipeline == 8
+    assert parse_args(["--scenario", "miss"]).pipeline == 1
+    for bad in (
+        ["--scenario", "hit", "--pipeline", "0"],
+        ["--scenario", "miss", "--pipeline", "8"],
+        ["--scenario", "all", "--pipeline", "8"],
+        ["--scenario", "hit", "--pipeline", "8", "--paced", "half"],
+        ["--scenario", "hit", "--pipeline", "8", "--generator", "builtin"],
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
 
 
 def test_json_and_charts_are_written(tmp_path) -> None:

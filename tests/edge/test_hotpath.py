@@ -325,3 +325,47 @@ async def test_a_failure_in_front_of_the_router_is_a_counted_500_without_a_trace
     assert await r.text() == "internal error\n"
     counts = request_counts(await (await client.get("/metrics")).text())
     assert counts[("img", "500")] == 1
+
+
+async def read_responses(reader: asyncio.StreamReader, heads: list[bool]) -> list[tuple]:
+    """(status, headers, body) for each response on the stream; `heads`: which answer a
+    HEAD (no body follows its Content-Length)."""
+    answers = []
+    for head in heads:
+        status_line = await reader.readuntil(b"\r\n")
+        headers: dict[str, str] = {}
+        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head else int(headers["content-length"])
+        answers.append((int(status_line.split()[1]), headers, await reader.readexactly(length)))
+    return answers
+
+
+async def test_pipelined_requests_are_answered_in_order(make_edge: EdgeFactory, tmp_path, images):
+    """HTTP/1.1 pipelining (wrk's `--pipeline`, some proxies): the front's answers and the
+    application's interleave on one connection in the order asked."""
+    client = await make_edge(edge_config(tmp_path, images))
+    direct = await client.get(URL)
+    expected_body = await direct.read()
+    asks = [
+        ("GET", "/img/astronaut.jpg?w=41"),  # a miss, rendered
+        ("GET", URL),  # a memoized hit: the front answers it
+        ("GET", "/img/nope.jpg?w=40"),
+        ("HEAD", URL),
+        ("GET", "/img/astronaut.jpg?w=abc"),
+        ("GET", "/img/astronaut.jpg?w=41"),  # now a hit
+        ("GET", "/healthz"),
+    ]
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(b"".join(f"{m} {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for m, p in asks))
+    await writer.drain()
+    answers = await asyncio.wait_for(read_responses(reader, [m == "HEAD" for m, _ in asks]), 20)
+    writer.close()
+    assert [status for status, _, _ in answers] == [200, 200, 404, 200, 400, 200, 200]
+    caches = [headers.get("x-cache") for _, headers, _ in answers]
+    assert caches == ["MISS", "HIT-MEMORY", None, "HIT-MEMORY", None, "HIT-MEMORY", None]
+    assert answers[1][2] == expected_body and answers[1][1]["etag"] == direct.headers["ETag"]
+    assert answers[0][2] == answers[5][2] and answers[0][2][:2] == b"\xff\xd8"
+    assert answers[3][1]["content-length"] == str(len(expected_body))
+    assert answers[4][2].startswith(b"w:")  # the error names the parameter
