@@ -28,10 +28,14 @@ end
 local pipeline = tonumber(os.getenv("BENCH_PIPELINE") or "1")
 
 if fixed and pipeline > 1 then
-  -- wrk counts the requests one call returns and writes them in one go (its pipeline.lua)
-  local batch = {}
-  for i = 1, pipeline do batch[i] = wrk.format("GET", fixed) end
-  local requests = table.concat(batch)
+  -- wrk counts the requests one call returns and writes them in one go (its pipeline.lua);
+  -- built in init(): wrk.format adds the Host header only from then on
+  local requests
+  function init(args)
+    local batch = {}
+    for i = 1, pipeline do batch[i] = wrk.format("GET", fixed) end
+    requests = table.concat(batch)
+  end
   function request() return requests end
 elseif fixed then
   wrk.path = fixed

@@ -159,8 +159,11 @@ async def raw_server():
             if heads == 0:
                 continue
             batches.append(heads)
-            buffer = buffer[buffer.rindex(b"\r\n\r\n") + 4 :]
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" * heads)
+            complete = buffer[: buffer.rindex(b"\r\n\r\n") + 4]
+            buffer = buffer[len(complete) :]
+            hosts = complete.lower().count(b"\r\nhost: ")
+            answer = b"200 OK" if hosts == heads else b"400 No Host"  # as aiohttp would
+            writer.write((b"HTTP/1.1 " + answer + b"\r\nContent-Length: 2\r\n\r\nok") * heads)
             await writer.drain()
         writer.close()
 
