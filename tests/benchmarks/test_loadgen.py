@@ -179,6 +179,7 @@ async def test_wrk_pipeline_sends_requests_at_once(raw_server, pipeline: int) ->
     base, batches = raw_server
     m = await run_wrk(base, fixed_path="/x", connections=2, duration_s=1, pipeline=pipeline)
     assert m.requests > 100 and m.errors == 0
+    assert (m.latency(50) > 0) is (pipeline == 1)  # a batch's time is no request's latency
     # every write of wrk's holds `pipeline` requests (a read may rarely split or merge them)
     assert max(batches) == pipeline
     assert sum(1 for b in batches if b == pipeline) >= 0.9 * len(batches)
