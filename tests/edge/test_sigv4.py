@@ -1,0 +1,173 @@
+"""The result store's S3 requests: SigV4 as botocore signs it, and sent exactly as signed."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+from edge import sigv4
+from edge.cache import Entry
+from edge.result_store import ResultStore, bucket_base
+from imgcdn.config import ResultStoreConfig
+
+KEYS = ["plain", "v1:img/astronaut.jpg:w=50 fm=png", "a~b/c%d", "ü/x=y&z+1", "dir//twice/"]
+CREDENTIALS = [sigv4.Credentials("AKID", "secret/key+x"), sigv4.Credentials("AKID", "s", "tok==")]
+
+
+def botocore_signature(
+    method: str, url: str, headers: dict[str, str], credentials: sigv4.Credentials, region: str
+) -> str:
+    """botocore's S3 signature of a request with exactly these headers, at their x-amz-date."""
+    request = AWSRequest(method=method, url=url, headers=headers)
+    request.context["timestamp"] = headers["x-amz-date"]
+    auth = S3SigV4Auth(BotoCredentials(*credentials), "s3", region)
+    canonical = auth.canonical_request(request)
+    return str(auth.signature(auth.string_to_sign(request, canonical), request))
+
+
+@pytest.mark.parametrize("credentials", CREDENTIALS)
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_signatures_are_botocores(credentials: sigv4.Credentials, key: str, method: str) -> None:
+    body = b"hello" if method == "PUT" else b""
+    path = "/my-bucket/" + sigv4.quote_key(key)
+    headers = sigv4.sign(
+        method,
+        "127.0.0.1:5055",
+        path,
+        hashlib.sha256(body).hexdigest(),
+        credentials,
+        "eu-west-1",
+        sigv4.amz_date(1795565826.0),
+    )
+    assert headers["x-amz-date"] == "20261125T001706Z"
+    assert ("x-amz-security-token" in headers) is (credentials.token is not None)
+    signature = headers.pop("authorization").rpartition("Signature=")[2]
+    expected = botocore_signature(
+        method, "http://127.0.0.1:5055" + path, headers, credentials, "eu-west-1"
+    )
+    assert signature == expected
+
+
+def test_keys_are_encoded_once_and_keep_their_slashes() -> None:
+    assert sigv4.quote_key("a b/c:d~e") == "a%20b/c%3Ad~e"
+    assert sigv4.quote_segment("a/b") == "a%2Fb"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"endpoint_url": "http://127.0.0.1:9000"},
+            ("http://127.0.0.1:9000", "127.0.0.1:9000", "/b"),
+        ),
+        ({"endpoint_url": "https://minio.lan/s3/"}, ("https://minio.lan", "minio.lan", "/s3/b")),
+        (
+            {"region": "eu-west-1"},
+            ("https://b.s3.eu-west-1.amazonaws.com", "b.s3.eu-west-1.amazonaws.com", ""),
+        ),
+        (
+            {"bucket": "b.c"},
+            ("https://s3.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com", "/b.c"),
+        ),
+    ],
+)
+def test_bucket_addressing(changes: dict[str, Any], expected: tuple[str, str, str]) -> None:
+    assert bucket_base(ResultStoreConfig(**{"bucket": "b", **changes})) == expected
+
+
+@dataclass
+class CheckingS3:
+    """A stand-in S3 that checks every request's SigV4 signature the way S3 does (over the
+    headers the request says it signed, the path and Host as received) with botocore, and
+    keeps the objects of the requests that pass."""
+
+    credentials: sigv4.Credentials
+    region: str = "us-east-1"
+    objects: dict[str, bytes] = field(default_factory=dict)
+    refused: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        auth = request.headers.get("Authorization", "")
+        found = re.fullmatch(
+            r"AWS4-HMAC-SHA256 Credential=(.+?), SignedHeaders=(.+?), Signature=(\w+)", auth
+        )
+        signed: dict[str, str] = {}
+        if found:
+            signed = {name: request.headers.get(name, "") for name in found.group(2).split(";")}
+        good = (
+            found is not None
+            # temporary keys: their token is sent, and signed
+            and signed.get("x-amz-security-token") == self.credentials.token
+            and signed.get("x-amz-content-sha256") == hashlib.sha256(body).hexdigest()
+            and found.group(3)
+            == botocore_signature(
+                request.method,
+                f"http://{request.host}{request.raw_path}",
+                signed,
+                self.credentials,
+                self.region,
+            )
+        )
+        if not good:
+            self.refused += 1
+            return web.Response(
+                status=403, body=b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+            )
+        if request.method == "PUT":
+            self.objects[request.raw_path] = body
+            return web.Response()
+        if request.raw_path not in self.objects:
+            return web.Response(status=404, body=b"<Error><Code>NoSuchKey</Code></Error>")
+        return web.Response(body=self.objects[request.raw_path])
+
+
+@pytest.mark.parametrize("token", [None, "session-token=="])
+async def test_requests_go_out_as_signed(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    if token:
+        monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+    else:
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    s3 = CheckingS3(
+        sigv4.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    )
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", s3.handle)
+    server = await aiohttp_server(app)
+    errors: list[str] = []
+    config = ResultStoreConfig(
+        bucket="results", prefix="variants/", endpoint_url=str(server.make_url("")).rstrip("/")
+    )
+    store = ResultStore(config, errors.append)
+    await store.start()
+    try:
+        entry = Entry(b"\xff\xd8 an image", "image/jpeg", '"e"', 1.0, 2.0, "t")
+        for key in KEYS:
+            assert await store.get(key) is None  # a signed GET of a missing key: 404
+            assert await store.set(key, entry)
+            while store.uploading:
+                await store._uploads.copy().pop()
+            assert await store.get(key) == entry
+        assert s3.refused == 0 and errors == []
+        assert set(s3.objects) == {"/results/variants/" + sigv4.quote_key(k) for k in KEYS}
+
+        s3.credentials = s3.credentials._replace(secret_key="another")  # S3 now refuses us
+        assert await store.get(KEYS[0]) is None
+        assert errors == ["shared-read"]  # counted, and S3 was reachable: no skipping
+        assert store._usable()
+    finally:
+        await store.close()
