@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -308,4 +309,18 @@ def result_store_checks(store: ResultStoreConfig | None) -> list[tuple[bool, str
         (store.timeout_s > 0, f"{where}.timeout_s: must be positive"),
         (store.upload_timeout_s > 0, f"{where}.upload_timeout_s: must be positive"),
         (store.max_uploads >= 1, f"{where}.max_uploads: must be at least 1"),
+        (
+            store.endpoint_url is None or endpoint_ok(store.endpoint_url),
+            f"{where}.endpoint_url: expected http(s)://host[:port][/path]",
+        ),
     ]
+
+
+def endpoint_ok(url: str) -> bool:
+    """An S3 endpoint URL the result store can address objects under."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query

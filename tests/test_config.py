@@ -121,6 +121,14 @@ STORE = "edge:\n  cache:\n    result_store: "
             {},
             "edge.cache.result_store.max_uploads: must be at least 1",
         ),
+        *(
+            (
+                STORE + "{bucket: b, endpoint_url: '" + url + "'}\n",
+                {},
+                "edge.cache.result_store.endpoint_url: expected http(s)://host[:port][/path]",
+            )
+            for url in ("minio:9000", "ftp://h", "http://", "http://h:99999", "http://h/?x=1")
+        ),
         (
             "",
             {
