@@ -1,24 +1,27 @@
-"""Sources over the network: an HTTP base URL and an S3 bucket (aiobotocore)."""
+"""Sources over the network: an HTTP base URL and an S3 bucket (edge/s3.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import calendar
-import contextlib
 import hashlib
+import logging
 from email.utils import parsedate_tz
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from edge.freshness import SourceRecord, parse_max_age
 from edge.headers import http_date
+from edge.s3 import UNREACHABLE, S3Bucket, error_code
 from edge.sources import Fetched, Validators, read_limited, too_large
 from imgcdn.config import SourceConfig
 from transforms.errors import NotFound, OriginFailed, Timeout
 
+log = logging.getLogger(__name__)
+
 CHUNK = 65_536
+SOURCE_CONNECTIONS = 32  # fetches in flight at once are bounded by the pool's admission
 
 
 def parse_http_date(value: str | None) -> float | None:
@@ -112,7 +115,8 @@ class HttpSource:
 
 
 class S3Source:
-    """GetObject `<prefix><path>` from a bucket; revalidation is GetObject with IfNoneMatch."""
+    """GET `<prefix><path>` from a bucket; revalidation is a GET with If-None-Match. Without
+    credentials the requests go out unsigned, which a public bucket answers."""
 
     def __init__(self, config: SourceConfig, max_bytes: int) -> None:
         assert config.bucket is not None
@@ -121,30 +125,24 @@ class S3Source:
         self.prefix = config.prefix
         self.max_bytes = max_bytes
         self.timeout_s = config.timeout_s
-        self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
+        self._objects = S3Bucket(
+            config.bucket,
+            endpoint_url=config.endpoint_url,
+            region=config.region,
+            connections=SOURCE_CONNECTIONS,
+            connect_timeout_s=config.timeout_s,
+        )
 
     def identity(self, path: str) -> str:
         return f"s3:{self.config.endpoint_url or ''}/{self.bucket}/{self.prefix}|{path}"
 
     async def start(self) -> None:
-        from aiobotocore.config import AioConfig
-        from aiobotocore.session import get_session
-
-        client = get_session().create_client(
-            "s3",
-            endpoint_url=self.config.endpoint_url,
-            region_name=self.config.region or "us-east-1",
-            config=AioConfig(
-                connect_timeout=self.timeout_s,
-                read_timeout=self.timeout_s,
-                retries={"max_attempts": 1},  # the edge's caller decides about retries
-            ),
-        )
-        self._client = await self._stack.enter_async_context(client)
+        await self._objects.start()
+        if not self._objects.signed:
+            log.warning("s3://%s: no AWS credentials, so anonymous requests", self.bucket)
 
     async def close(self) -> None:
-        await self._stack.aclose()
+        await self._objects.close()
 
     async def fetch(self, path: str) -> Fetched:
         fetched = await self._get(path, {})
@@ -152,45 +150,41 @@ class S3Source:
         return fetched
 
     async def revalidate(self, path: str, record: SourceRecord) -> Validators:
-        conditions = {"IfNoneMatch": record.etag} if record.etag else {}
+        conditions = {"If-None-Match": record.etag} if record.etag else {}
         fetched = await self._get(path, conditions, unchanged=record)
         return fetched.validators if isinstance(fetched, Fetched) else fetched
 
     async def _get(
         self, path: str, conditions: dict[str, str], unchanged: SourceRecord | None = None
     ) -> Fetched | Validators:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            async with asyncio.timeout(self.timeout_s):
-                resp = await self._client.get_object(
-                    Bucket=self.bucket, Key=self.prefix + path, **conditions
-                )
-                async with resp["Body"] as stream:
-                    if int(resp.get("ContentLength") or 0) > self.max_bytes:
-                        raise too_large(path, self.max_bytes)
-                    body = await read_limited(stream.iter_chunks(CHUNK), path, self.max_bytes)
-        except ClientError as err:
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = err.response.get("Error", {}).get("Code")
-            if status == 304 and unchanged is not None:
-                return Validators(unchanged.validator, unchanged.last_modified, unchanged.etag)
-            if status == 404 or code in ("NoSuchKey", "NotFound"):
-                raise NotFound(f"{path}: not found at the source") from None
-            raise OriginFailed(f"{path}: source answered {status} {code}") from None
+            async with (
+                asyncio.timeout(self.timeout_s),
+                self._objects.request("GET", self.prefix + path, headers=conditions) as resp,
+            ):
+                if resp.status == 304 and unchanged is not None:
+                    return Validators(unchanged.validator, unchanged.last_modified, unchanged.etag)
+                if resp.status == 404:
+                    raise NotFound(f"{path}: not found at the source")
+                if resp.status != 200:
+                    code = await error_code(resp)
+                    raise OriginFailed(f"{path}: source answered {resp.status} {code}")
+                if (resp.content_length or 0) > self.max_bytes:
+                    raise too_large(path, self.max_bytes)
+                body = await read_limited(resp.content.iter_chunked(CHUNK), path, self.max_bytes)
+                headers = resp.headers
         except TimeoutError:
             raise Timeout(f"{path}: source did not answer within {self.timeout_s:g} s") from None
-        except (BotoCoreError, aiohttp.ClientError) as err:
+        except UNREACHABLE as err:
             raise OriginFailed(f"{path}: source unreachable ({err.__class__.__name__})") from None
-        etag = resp.get("ETag")
-        modified = resp.get("LastModified")
+        etag = headers.get("ETag")
         return Fetched(
             body,
             Validators(
                 f"etag:{etag}" if etag else "sha256:" + hashlib.sha256(body).hexdigest(),
-                modified.timestamp() if modified is not None else None,
+                parse_http_date(headers.get("Last-Modified")),
                 etag,
-                parse_max_age(resp.get("CacheControl")),
+                parse_max_age(headers.get("Cache-Control")),
             ),
-            resp.get("ContentType"),
+            headers.get("Content-Type"),
         )

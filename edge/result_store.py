@@ -12,21 +12,15 @@ one more than `max_uploads` in flight is dropped, not queued.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-from botocore.exceptions import BotoCoreError
-from yarl import URL
 
-from edge import sigv4
 from edge.cache import Entry
+from edge.s3 import UNREACHABLE, S3Bucket, error_code
 from imgcdn.config import ResultStoreConfig
 
 log = logging.getLogger(__name__)
@@ -39,9 +33,6 @@ CLOSE_WAIT_S = 2.0  # at shutdown, uploads in flight get this long to finish
 # that others can write to must not make an edge hold an arbitrary object in memory.
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 READ_CONNECTIONS = 32  # connections kept for reads however many uploads are in flight
-ERROR_BYTES = 4096  # of an S3 error document, read for its <Code>
-UNREACHABLE = (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError)
-CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 
 
 class S3Error(Exception):
@@ -53,12 +44,6 @@ class S3Error(Exception):
         self.code = code
 
 
-def error_code(status: int, document: bytes) -> str:
-    """The `<Code>` of an S3 error document, else the HTTP status."""
-    found = CODE.search(document)
-    return found.group(1).decode("ascii", "replace") if found else str(status)
-
-
 def decode_object(data: bytes) -> Entry | None:
     """The entry an object holds, or None when it is truncated, corrupt or not an entry."""
     try:
@@ -67,32 +52,8 @@ def decode_object(data: bytes) -> Entry | None:
         return None
 
 
-def bucket_base(config: ResultStoreConfig) -> tuple[str, str, str]:
-    """(scheme://host of the requests, their `Host`, the path before a key): path-style under
-    `endpoint_url` (MinIO, moto, Ceph), else AWS's virtual-hosted style (path-style for a
-    bucket with dots, which a virtual host's TLS certificate does not cover)."""
-    assert config.bucket is not None
-    region = config.region or "us-east-1"
-    if config.endpoint_url:
-        parts = urlsplit(config.endpoint_url)
-        prefix = parts.path.rstrip("/") + "/" + sigv4.quote_segment(config.bucket)
-        return f"{parts.scheme}://{parts.netloc}", parts.netloc, prefix
-    if "." in config.bucket:
-        host = f"s3.{region}.amazonaws.com"
-        return f"https://{host}", host, "/" + sigv4.quote_segment(config.bucket)
-    host = f"{config.bucket}.s3.{region}.amazonaws.com"
-    return f"https://{host}", host, ""
-
-
 class ResultStore:
-    """A `CacheTier` over an S3 bucket, named "shared".
-
-    Its GETs and PUTs are plain HTTP on its own aiohttp session, signed by edge/sigv4.py with
-    credentials from botocore's usual chain (environment, profile, instance or container
-    role; refreshed when they expire). aiobotocore's client cost ~1 ms of the loop's CPU per
-    call around the request (endpoint rules, hooks, parsers); `python -m benchmarks.load
-    --scenario miss` with the store on a local moto server showed the serving process at
-    ~5 ms of CPU per miss with it, ~1 without a store (benchmarks/README.md)."""
+    """A `CacheTier` over an S3 bucket (edge/s3.py), named "shared"."""
 
     name = "shared"
 
@@ -109,12 +70,17 @@ class ResultStore:
         self.config = config
         self.bucket = config.bucket
         self.prefix = config.prefix
-        self.region = config.region or "us-east-1"
         self.on_error = on_error
         self.max_object_bytes = max_object_bytes
-        self._origin, self._host, self._path = bucket_base(config)
-        self._credentials: Any = None  # botocore's (refreshable) credentials
-        self._session: aiohttp.ClientSession | None = None
+        self._bucket = S3Bucket(
+            config.bucket,
+            endpoint_url=config.endpoint_url,
+            region=config.region,
+            # uploads may hold `max_uploads` connections; reads never wait behind them
+            connections=config.max_uploads + READ_CONNECTIONS,
+            connect_timeout_s=config.timeout_s,
+        )
+        self._started = False
         self._uploads: set[asyncio.Task[None]] = set()
         self._down_until = 0.0  # monotonic time before which S3 is not asked
 
@@ -124,28 +90,17 @@ class ResultStore:
         return len(self._uploads)
 
     async def start(self) -> None:
-        from aiobotocore.session import get_session
-
-        try:
-            self._credentials = await get_session().get_credentials()
-        except BotoCoreError as err:
-            log.error("result store s3://%s: no credentials (%s)", self.bucket, err)
-        if self._credentials is None:
+        await self._bucket.start()
+        if not self._bucket.signed:  # anonymous writes: no bucket an operator should have
             log.error(
                 "result store s3://%s unusable, running without it: no AWS credentials "
                 "(environment, profile or role)",
                 self.bucket,
             )
             self.on_error("shared-open")
+            await self._bucket.close()
             return
-        c = self.config
-        self._session = aiohttp.ClientSession(
-            # uploads may hold `max_uploads` connections; reads never wait behind them
-            connector=aiohttp.TCPConnector(limit=c.max_uploads + READ_CONNECTIONS),
-            timeout=aiohttp.ClientTimeout(sock_connect=c.timeout_s),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
+        self._started = True
 
     async def close(self) -> None:
         if self._uploads:
@@ -153,25 +108,11 @@ class ResultStore:
         for task in self._uploads:
             task.cancel()
         await asyncio.gather(*self._uploads, return_exceptions=True)
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        self._started = False
+        await self._bucket.close()
 
     def _usable(self) -> bool:
-        return self._session is not None and time.monotonic() >= self._down_until
-
-    async def _request(
-        self, method: str, key: str, body: bytes = b""
-    ) -> tuple[URL, dict[str, str]]:
-        """The URL of `key` and the signed headers of a `method` request with `body`."""
-        frozen = await self._credentials.get_frozen_credentials()
-        credentials = sigv4.Credentials(frozen.access_key, frozen.secret_key, frozen.token)
-        path = self._path + "/" + sigv4.quote_key(self.prefix + key)
-        payload = hashlib.sha256(body).hexdigest() if body else sigv4.EMPTY_SHA256
-        headers = sigv4.sign(
-            method, self._host, path, payload, credentials, self.region, sigv4.amz_date(time.time())
-        )
-        return URL(self._origin + path, encoded=True), headers  # sent as signed, not re-quoted
+        return self._started and time.monotonic() >= self._down_until
 
     async def get(self, key: str) -> Entry | None:
         if not self._usable():
@@ -187,23 +128,22 @@ class ResultStore:
         return entry
 
     async def _read(self, key: str) -> bytes | None:
-        assert self._session is not None
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                url, headers = await self._request("GET", key)
-                async with self._session.get(url, headers=headers) as resp:
-                    if resp.status == 404:
-                        return None  # no such key: a plain miss
-                    if resp.status != 200:
-                        document = await resp.content.read(ERROR_BYTES)
-                        raise S3Error(resp.status, error_code(resp.status, document))
-                    if (resp.content_length or 0) <= self.max_object_bytes:
-                        data = await bounded_read(resp.content, self.max_object_bytes)
-                        if data is not None:
-                            return data
-                    log.warning("result store object %s%s too large", self.prefix, key)
-                    self.on_error("shared-corrupt")
-                    return None
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                self._bucket.request("GET", self.prefix + key) as resp,
+            ):
+                if resp.status == 404:
+                    return None  # no such key: a plain miss
+                if resp.status != 200:
+                    raise S3Error(resp.status, await error_code(resp))
+                if (resp.content_length or 0) <= self.max_object_bytes:
+                    data = await bounded_read(resp.content, self.max_object_bytes)
+                    if data is not None:
+                        return data
+                log.warning("result store object %s%s too large", self.prefix, key)
+                self.on_error("shared-corrupt")
+                return None
         except S3Error as err:
             self._failed("shared-read", err, reachable=True)
         except UNREACHABLE as err:
@@ -224,18 +164,15 @@ class ResultStore:
         return True
 
     async def _upload(self, key: str, entry: Entry) -> None:
-        session = self._session
-        if session is None:
-            return
+        # the type says "an entry", not the image it holds
+        headers = {"Content-Type": "application/octet-stream"}
         try:
-            async with asyncio.timeout(self.config.upload_timeout_s):
-                body = entry.encode()
-                url, headers = await self._request("PUT", key, body)
-                headers["Content-Type"] = "application/octet-stream"  # an entry, not an image
-                async with session.put(url, data=body, headers=headers) as resp:
-                    if resp.status != 200:
-                        document = await resp.content.read(ERROR_BYTES)
-                        raise S3Error(resp.status, error_code(resp.status, document))
+            async with (
+                asyncio.timeout(self.config.upload_timeout_s),
+                self._bucket.request("PUT", self.prefix + key, entry.encode(), headers) as resp,
+            ):
+                if resp.status != 200:
+                    raise S3Error(resp.status, await error_code(resp))
         except S3Error as err:
             self._failed("shared-write", err, reachable=True)
         except UNREACHABLE as err:

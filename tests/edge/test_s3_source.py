@@ -1,4 +1,4 @@
-"""The S3 source through moto's server mode over real HTTP (aiobotocore on the edge)."""
+"""The S3 source through moto's server mode over real HTTP (edge/s3.py on the edge)."""
 
 from __future__ import annotations
 

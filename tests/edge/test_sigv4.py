@@ -15,8 +15,11 @@ from botocore.credentials import Credentials as BotoCredentials
 
 from edge import sigv4
 from edge.cache import Entry
-from edge.result_store import ResultStore, bucket_base
-from imgcdn.config import ResultStoreConfig
+from edge.remote_sources import S3Source
+from edge.result_store import ResultStore
+from edge.s3 import addressing
+from imgcdn.config import ResultStoreConfig, SourceConfig
+from transforms.errors import NotFound, OriginFailed
 
 KEYS = ["plain", "v1:img/astronaut.jpg:w=50 fm=png", "a~b/c%d", "ü/x=y&z+1", "dir//twice/"]
 CREDENTIALS = [sigv4.Credentials("AKID", "secret/key+x"), sigv4.Credentials("AKID", "s", "tok==")]
@@ -63,25 +66,18 @@ def test_keys_are_encoded_once_and_keep_their_slashes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "expected"),
+    ("bucket", "endpoint", "expected"),
     [
-        (
-            {"endpoint_url": "http://127.0.0.1:9000"},
-            ("http://127.0.0.1:9000", "127.0.0.1:9000", "/b"),
-        ),
-        ({"endpoint_url": "https://minio.lan/s3/"}, ("https://minio.lan", "minio.lan", "/s3/b")),
-        (
-            {"region": "eu-west-1"},
-            ("https://b.s3.eu-west-1.amazonaws.com", "b.s3.eu-west-1.amazonaws.com", ""),
-        ),
-        (
-            {"bucket": "b.c"},
-            ("https://s3.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com", "/b.c"),
-        ),
+        ("b", "http://127.0.0.1:9000", ("http://127.0.0.1:9000", "127.0.0.1:9000", "/b")),
+        ("b", "https://minio.lan/s3/", ("https://minio.lan", "minio.lan", "/s3/b")),
+        ("b", None, ("https://b.s3.eu-west-1.amazonaws.com", "b.s3.eu-west-1.amazonaws.com", "")),
+        ("b.c", None, ("https://s3.eu-west-1.amazonaws.com", "s3.eu-west-1.amazonaws.com", "/b.c")),
     ],
 )
-def test_bucket_addressing(changes: dict[str, Any], expected: tuple[str, str, str]) -> None:
-    assert bucket_base(ResultStoreConfig(**{"bucket": "b", **changes})) == expected
+def test_bucket_addressing(
+    bucket: str, endpoint: str | None, expected: tuple[str, str, str]
+) -> None:
+    assert addressing(bucket, endpoint, "eu-west-1") == expected
 
 
 @dataclass
@@ -171,3 +167,43 @@ async def test_requests_go_out_as_signed(
         assert store._usable()
     finally:
         await store.close()
+
+
+async def test_the_s3_source_signs_its_gets_or_goes_anonymous(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    s3 = CheckingS3(sigv4.Credentials("AKIDEXAMPLE", "secret"))
+    s3.objects["/images/pics/" + sigv4.quote_key("a b+ü.jpg")] = b"\xff\xd8 bytes"
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", s3.handle)
+    server = await aiohttp_server(app)
+    config = SourceConfig(
+        type="s3", bucket="images", prefix="pics/", endpoint_url=str(server.make_url(""))
+    )
+    source = S3Source(config, max_bytes=1 << 20)
+    await source.start()
+    try:
+        fetched = await source.fetch("a b+ü.jpg")
+        assert fetched.body == b"\xff\xd8 bytes" and s3.refused == 0
+        with pytest.raises(NotFound):
+            await source.fetch("absent.jpg")
+    finally:
+        await source.close()
+
+    # No credentials anywhere: unsigned GETs, which this (private) bucket refuses by name.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    anonymous = S3Source(config, max_bytes=1 << 20)
+    await anonymous.start()
+    try:
+        with pytest.raises(OriginFailed, match="403 SignatureDoesNotMatch"):
+            await anonymous.fetch("a b+ü.jpg")
+    finally:
+        await anonymous.close()
