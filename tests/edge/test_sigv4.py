@@ -207,3 +207,25 @@ async def test_the_s3_source_signs_its_gets_or_goes_anonymous(
             await anonymous.fetch("a b+ü.jpg")
     finally:
         await anonymous.close()
+
+
+async def test_a_store_without_credentials_is_off_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    errors: list[str] = []
+    config = ResultStoreConfig(bucket="results", endpoint_url="http://127.0.0.1:9")
+    store = ResultStore(config, errors.append)
+    await store.start()
+    try:
+        assert errors == ["shared-open"]
+        assert "no AWS credentials" in caplog.text
+        entry = Entry(b"x", "image/png", '"e"', 0.0, 0.0)
+        assert await store.get("k") is None and not await store.set("k", entry)
+        assert errors == ["shared-open"]  # asked nothing, so nothing more failed
+    finally:
+        await store.close()
