@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,6 +48,21 @@ def addressing(bucket: str, endpoint_url: str | None, region: str) -> tuple[str,
         return f"https://{host}", host, "/" + sigv4.quote_segment(bucket)
     host = f"{bucket}.s3.{region}.amazonaws.com"
     return f"https://{host}", host, ""
+
+
+def tls_context() -> ssl.SSLContext:
+    """The CAs botocore would trust: `AWS_CA_BUNDLE` (a private CA, e.g. for MinIO on site),
+    else its default bundle (certifi's). An unreadable bundle is logged, and the default
+    used: TLS to a private-CA endpoint then fails, and says so, request by request."""
+    from botocore.httpsession import get_cert_path
+
+    default = get_cert_path(True)
+    bundle = os.environ.get("AWS_CA_BUNDLE") or default
+    try:
+        return ssl.create_default_context(cafile=bundle)
+    except (OSError, ssl.SSLError) as err:
+        log.error("AWS_CA_BUNDLE %s cannot be used (%s); trusting the default CAs", bundle, err)
+        return ssl.create_default_context(cafile=default)
 
 
 async def error_code(resp: aiohttp.ClientResponse) -> str:
@@ -88,7 +105,8 @@ class S3Bucket:
         except BotoCoreError as err:
             log.warning("s3://%s: no credentials (%s)", self.bucket, err)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.connections),
+            connector=aiohttp.TCPConnector(limit=self.connections, ssl=tls_context()),
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as botocore honours them
             timeout=aiohttp.ClientTimeout(sock_connect=self.connect_timeout_s),
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),

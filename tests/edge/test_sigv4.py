@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import ipaddress
 import re
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,10 @@ from aiohttp import web
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edge import sigv4
 from edge.cache import Entry
@@ -229,3 +237,69 @@ async def test_a_store_without_credentials_is_off_and_says_so(
         assert errors == ["shared-open"]  # asked nothing, so nothing more failed
     finally:
         await store.close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key: (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imgcdn test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_a_private_ca_is_trusted_through_aws_ca_bundle(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MinIO on site behind a private CA: botocore trusts `AWS_CA_BUNDLE`, so must we."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    cert_file, key_file = self_signed(tmp_path)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert_file, key_file)
+    s3 = CheckingS3(sigv4.Credentials("AKIDEXAMPLE", "secret"))
+    s3.objects["/images/a.jpg"] = b"\xff\xd8 bytes"
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", s3.handle)
+    server = await aiohttp_server(app, ssl=served)
+    config = SourceConfig(
+        type="s3", bucket="images", endpoint_url=f"https://127.0.0.1:{server.port}"
+    )
+
+    async def fetch() -> bytes:
+        source = S3Source(config, max_bytes=1 << 20)
+        await source.start()
+        try:
+            return (await source.fetch("a.jpg")).body
+        finally:
+            await source.close()
+
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with pytest.raises(OriginFailed, match="unreachable"):  # the default CAs do not know it
+        await fetch()
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+    assert await fetch() == b"\xff\xd8 bytes"
