@@ -137,5 +137,9 @@ class S3Bucket:
                 sigv4.amz_date(time.time()),
             )
         url = URL(self._origin + path, encoded=True)  # sent as signed, not quoted again
-        async with self._session.request(method, url, data=body or None, headers=sent) as resp:
+        # No redirects: S3 redirects a wrong region (PermanentRedirect, a 301), and a signed
+        # request sent on to another host is refused there anyway; the code is the clue.
+        async with self._session.request(
+            method, url, data=body or None, headers=sent, allow_redirects=False
+        ) as resp:
             yield resp

@@ -303,3 +303,37 @@ async def test_a_private_ca_is_trusted_through_aws_ca_bundle(
         await fetch()
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
     assert await fetch() == b"\xff\xd8 bytes"
+
+
+async def test_redirects_are_errors_that_name_themselves(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket in another region answers 301 PermanentRedirect: the 502's message says so,
+    and a signed request is never sent on to wherever a Location points."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    followed: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path.startswith("/elsewhere"):
+            followed.append(request.path)
+            return web.Response(body=b"\xff\xd8 not yours")
+        if request.path.endswith("moved.jpg"):
+            return web.Response(status=307, headers={"Location": "/elsewhere/moved.jpg"})
+        document = b"<Error><Code>PermanentRedirect</Code><Endpoint>b.s3-eu</Endpoint></Error>"
+        return web.Response(status=301, body=document, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(app)
+    config = SourceConfig(type="s3", bucket="b", endpoint_url=str(server.make_url("")))
+    source = S3Source(config, max_bytes=1 << 20)
+    await source.start()
+    try:
+        with pytest.raises(OriginFailed, match="301 PermanentRedirect"):
+            await source.fetch("a.jpg")
+        with pytest.raises(OriginFailed, match="307"):
+            await source.fetch("moved.jpg")
+        assert followed == []
+    finally:
+        await source.close()
