@@ -18,6 +18,7 @@ import os
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,6 +66,16 @@ def tls_context() -> ssl.SSLContext:
         return ssl.create_default_context(cafile=default)
 
 
+def env_proxy(origin: str) -> str | None:
+    """The proxy `HTTPS_PROXY` / `HTTP_PROXY` name for `origin`, unless `NO_PROXY` exempts
+    it, as botocore decides. Read once: aiohttp's `trust_env` reads the environment (and
+    ~/.netrc) on every request, which cost 0.47 ms of CPU per call (`benchmarks.s3cpu`)."""
+    parts = urlsplit(origin)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 async def error_code(resp: aiohttp.ClientResponse) -> str:
     """The `<Code>` of the S3 error document `resp` carries, else its HTTP status."""
     found = CODE.search(await resp.content.read(ERROR_BYTES))
@@ -90,6 +101,7 @@ class S3Bucket:
         self._origin, self._host, self._path = addressing(bucket, endpoint_url, self.region)
         self._credentials: Any = None  # botocore's (refreshable) credentials; None: anonymous
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
 
     @property
     def signed(self) -> bool:
@@ -104,9 +116,9 @@ class S3Bucket:
             self._credentials = await get_session().get_credentials()
         except BotoCoreError as err:
             log.warning("s3://%s: no credentials (%s)", self.bucket, err)
+        self._proxy = env_proxy(self._origin)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.connections, ssl=tls_context()),
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as botocore honours them
             timeout=aiohttp.ClientTimeout(sock_connect=self.connect_timeout_s),
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
@@ -140,6 +152,6 @@ class S3Bucket:
         # No redirects: S3 redirects a wrong region (PermanentRedirect, a 301), and a signed
         # request sent on to another host is refused there anyway; the code is the clue.
         async with self._session.request(
-            method, url, data=body or None, headers=sent, allow_redirects=False
+            method, url, data=body or None, headers=sent, allow_redirects=False, proxy=self._proxy
         ) as resp:
             yield resp

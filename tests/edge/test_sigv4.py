@@ -337,3 +337,46 @@ async def test_redirects_are_errors_that_name_themselves(
         assert followed == []
     finally:
         await source.close()
+
+
+async def test_the_environments_proxy_is_used_unless_no_proxy_says_otherwise(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`HTTP_PROXY` / `HTTPS_PROXY` and `NO_PROXY` as botocore reads them (once, at start)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    proxied: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        proxied.append(str(request.url))  # the absolute URL a client sends a proxy
+        return web.Response(body=b"\xff\xd8 via the proxy")
+
+    async def s3(request: web.Request) -> web.Response:
+        return web.Response(body=b"\xff\xd8 direct")
+
+    servers = []
+    for handle in (proxy, s3):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        servers.append(await aiohttp_server(app))
+    proxy_server, s3_server = servers
+    # the endpoint by name: NO_PROXY is matched against it
+    endpoint = f"http://localhost:{s3_server.port}"
+    config = SourceConfig(type="s3", bucket="images", endpoint_url=endpoint)
+
+    async def fetch() -> bytes:
+        source = S3Source(config, max_bytes=1 << 20)
+        await source.start()
+        try:
+            return (await source.fetch("a.jpg")).body
+        finally:
+            await source.close()
+
+    monkeypatch.setenv("HTTP_PROXY", str(proxy_server.make_url("")))
+    assert await fetch() == b"\xff\xd8 via the proxy"
+    assert proxied == [f"{endpoint}/images/a.jpg"]
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    assert await fetch() == b"\xff\xd8 direct"
+    assert len(proxied) == 1
