@@ -436,7 +436,7 @@ class TieredCache:
 
     async def get(self, key: str, *, shared: bool = True) -> tuple[Entry, str] | None:
         """`shared=False`: not the shared store (the caller could not render a miss now, and
-        a refusal must not wait for S3, and each read costs the loop CPU: ~0.13 ms)."""
+        a refusal must not wait for S3, and each read costs the loop CPU: ~0.16 ms)."""
         entry = await self.memory.get(key)
         if entry is not None:
             return entry, self.memory.name
@@ -459,7 +459,7 @@ class TieredCache:
         """`get` for a request that renders on a miss. The shared store is read only when
         `admit(reads in flight)` passes (it raises `Overloaded` when the pool has no room for
         one more miss): under overload a refusal must not wait for S3, and each read costs
-        ~0.13 ms of the loop's CPU (edge/s3.py). A read holds its place until it is answered
+        ~0.16 ms of the loop's CPU (edge/s3.py). A read holds its place until it is answered
         (`probing`), so a burst reads at most as many objects as there is room for misses.
         `admit` None: the miss needs no place of its own (its render is already running)."""
         if self.shared is None:

@@ -2,11 +2,11 @@
 
 Requests go through an aiohttp session of the bucket's own and are signed by edge/sigv4.py,
 with credentials from botocore's usual chain (environment, profile, instance or container
-role; refreshed before they expire). aiobotocore's client cost ~1 ms of the serving loop's
-CPU per call around the request itself (endpoint rules, event hooks, user agent, parsers):
-measured in one process against an S3 stand-in that keeps connections alive, as S3 does,
-a GET of 20 KB cost 0.59-0.67 ms with it and 0.11-0.13 ms here, a PUT 0.77-0.86 against
-0.20 ms (benchmarks/README.md, "Session 11").
+role; refreshed before they expire). aiobotocore's client cost ~0.6 ms of the serving
+loop's CPU per call around the request itself (endpoint rules, event hooks, user agent,
+parsers); here a call costs ~0.16 ms (`python -m benchmarks.s3cpu`: both clients in one
+process against a stand-in S3 that keeps connections alive, as S3 does; GET 0.16 against
+0.66 ms, PUT of 20 KB 0.20 against 0.83).
 """
 
 from __future__ import annotations
