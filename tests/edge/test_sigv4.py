@@ -7,12 +7,14 @@ import hashlib
 import ipaddress
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
@@ -29,6 +31,7 @@ from edge.s3 import addressing
 from imgcdn.config import ResultStoreConfig, SourceConfig
 from transforms.errors import NotFound, OriginFailed
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 KEYS = ["plain", "v1:img/astronaut.jpg:w=50 fm=png", "a~b/c%d", "ü/x=y&z+1", "dir//twice/"]
 CREDENTIALS = [sigv4.Credentials("AKID", "secret/key+x"), sigv4.Credentials("AKID", "s", "tok==")]
 
@@ -135,6 +138,32 @@ class CheckingS3:
         return web.Response(body=self.objects[request.raw_path])
 
 
+async def stand_in(aiohttp_server: Any, handle: Handler, **kwargs: Any) -> TestServer:
+    """A server on 127.0.0.1 answering every path and method with `handle`."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server: TestServer = await aiohttp_server(app, **kwargs)
+    return server
+
+
+async def fetch_once(config: SourceConfig, path: str) -> bytes:
+    """`path` fetched by a fresh S3 source (credentials, proxy and CAs read as it starts)."""
+    source = S3Source(config, max_bytes=1 << 20)
+    await source.start()
+    try:
+        return (await source.fetch(path)).body
+    finally:
+        await source.close()
+
+
+def with_keys(monkeypatch: pytest.MonkeyPatch, secret: str = "secret") -> None:
+    """AWS credentials in the environment: AKIDEXAMPLE / `secret`, no token or profile."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.mark.parametrize("token", [None, "session-token=="])
 async def test_requests_go_out_as_signed(
     aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, token: str | None
@@ -149,9 +178,7 @@ async def test_requests_go_out_as_signed(
     s3 = CheckingS3(
         sigv4.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
     )
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", s3.handle)
-    server = await aiohttp_server(app)
+    server = await stand_in(aiohttp_server, s3.handle)
     errors: list[str] = []
     config = ResultStoreConfig(
         bucket="results", prefix="variants/", endpoint_url=str(server.make_url("")).rstrip("/")
@@ -180,27 +207,16 @@ async def test_requests_go_out_as_signed(
 async def test_the_s3_source_signs_its_gets_or_goes_anonymous(
     aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    with_keys(monkeypatch)
     s3 = CheckingS3(sigv4.Credentials("AKIDEXAMPLE", "secret"))
     s3.objects["/images/pics/" + sigv4.quote_key("a b+ü.jpg")] = b"\xff\xd8 bytes"
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", s3.handle)
-    server = await aiohttp_server(app)
+    server = await stand_in(aiohttp_server, s3.handle)
     config = SourceConfig(
         type="s3", bucket="images", prefix="pics/", endpoint_url=str(server.make_url(""))
     )
-    source = S3Source(config, max_bytes=1 << 20)
-    await source.start()
-    try:
-        fetched = await source.fetch("a b+ü.jpg")
-        assert fetched.body == b"\xff\xd8 bytes" and s3.refused == 0
-        with pytest.raises(NotFound):
-            await source.fetch("absent.jpg")
-    finally:
-        await source.close()
+    assert await fetch_once(config, "a b+ü.jpg") == b"\xff\xd8 bytes" and s3.refused == 0
+    with pytest.raises(NotFound):
+        await fetch_once(config, "absent.jpg")
 
     # No credentials anywhere: unsigned GETs, which this (private) bucket refuses by name.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -208,13 +224,8 @@ async def test_the_s3_source_signs_its_gets_or_goes_anonymous(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    anonymous = S3Source(config, max_bytes=1 << 20)
-    await anonymous.start()
-    try:
-        with pytest.raises(OriginFailed, match="403 SignatureDoesNotMatch"):
-            await anonymous.fetch("a b+ü.jpg")
-    finally:
-        await anonymous.close()
+    with pytest.raises(OriginFailed, match="403 SignatureDoesNotMatch"):
+        await fetch_once(config, "a b+ü.jpg")
 
 
 async def test_a_store_without_credentials_is_off_and_says_so(
@@ -275,34 +286,22 @@ async def test_a_private_ca_is_trusted_through_aws_ca_bundle(
     aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """MinIO on site behind a private CA: botocore trusts `AWS_CA_BUNDLE`, so must we."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    with_keys(monkeypatch)
     cert_file, key_file = self_signed(tmp_path)
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(cert_file, key_file)
     s3 = CheckingS3(sigv4.Credentials("AKIDEXAMPLE", "secret"))
     s3.objects["/images/a.jpg"] = b"\xff\xd8 bytes"
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", s3.handle)
-    server = await aiohttp_server(app, ssl=served)
+    server = await stand_in(aiohttp_server, s3.handle, ssl=served)
     config = SourceConfig(
         type="s3", bucket="images", endpoint_url=f"https://127.0.0.1:{server.port}"
     )
 
-    async def fetch() -> bytes:
-        source = S3Source(config, max_bytes=1 << 20)
-        await source.start()
-        try:
-            return (await source.fetch("a.jpg")).body
-        finally:
-            await source.close()
-
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
     with pytest.raises(OriginFailed, match="unreachable"):  # the default CAs do not know it
-        await fetch()
+        await fetch_once(config, "a.jpg")
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
-    assert await fetch() == b"\xff\xd8 bytes"
+    assert await fetch_once(config, "a.jpg") == b"\xff\xd8 bytes"
 
 
 async def test_redirects_are_errors_that_name_themselves(
@@ -310,8 +309,7 @@ async def test_redirects_are_errors_that_name_themselves(
 ) -> None:
     """A bucket in another region answers 301 PermanentRedirect: the 502's message says so,
     and a signed request is never sent on to wherever a Location points."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    with_keys(monkeypatch)
     followed: list[str] = []
 
     async def handle(request: web.Request) -> web.Response:
@@ -323,28 +321,20 @@ async def test_redirects_are_errors_that_name_themselves(
         document = b"<Error><Code>PermanentRedirect</Code><Endpoint>b.s3-eu</Endpoint></Error>"
         return web.Response(status=301, body=document, content_type="application/xml")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    server = await aiohttp_server(app)
+    server = await stand_in(aiohttp_server, handle)
     config = SourceConfig(type="s3", bucket="b", endpoint_url=str(server.make_url("")))
-    source = S3Source(config, max_bytes=1 << 20)
-    await source.start()
-    try:
-        with pytest.raises(OriginFailed, match="301 PermanentRedirect"):
-            await source.fetch("a.jpg")
-        with pytest.raises(OriginFailed, match="307"):
-            await source.fetch("moved.jpg")
-        assert followed == []
-    finally:
-        await source.close()
+    with pytest.raises(OriginFailed, match="301 PermanentRedirect"):
+        await fetch_once(config, "a.jpg")
+    with pytest.raises(OriginFailed, match="307"):
+        await fetch_once(config, "moved.jpg")
+    assert followed == []
 
 
 async def test_the_environments_proxy_is_used_unless_no_proxy_says_otherwise(
     aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`HTTP_PROXY` / `HTTPS_PROXY` and `NO_PROXY` as botocore reads them (once, at start)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    with_keys(monkeypatch)
     for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     proxied: list[str] = []
@@ -356,27 +346,15 @@ async def test_the_environments_proxy_is_used_unless_no_proxy_says_otherwise(
     async def s3(request: web.Request) -> web.Response:
         return web.Response(body=b"\xff\xd8 direct")
 
-    servers = []
-    for handle in (proxy, s3):
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        servers.append(await aiohttp_server(app))
-    proxy_server, s3_server = servers
+    proxy_server = await stand_in(aiohttp_server, proxy)
+    s3_server = await stand_in(aiohttp_server, s3)
     # the endpoint by name: NO_PROXY is matched against it
     endpoint = f"http://localhost:{s3_server.port}"
     config = SourceConfig(type="s3", bucket="images", endpoint_url=endpoint)
 
-    async def fetch() -> bytes:
-        source = S3Source(config, max_bytes=1 << 20)
-        await source.start()
-        try:
-            return (await source.fetch("a.jpg")).body
-        finally:
-            await source.close()
-
     monkeypatch.setenv("HTTP_PROXY", str(proxy_server.make_url("")))
-    assert await fetch() == b"\xff\xd8 via the proxy"
+    assert await fetch_once(config, "a.jpg") == b"\xff\xd8 via the proxy"
     assert proxied == [f"{endpoint}/images/a.jpg"]
     monkeypatch.setenv("NO_PROXY", "localhost")
-    assert await fetch() == b"\xff\xd8 direct"
+    assert await fetch_once(config, "a.jpg") == b"\xff\xd8 direct"
     assert len(proxied) == 1
