@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install (if needed) and start a throwaway PostgreSQL on 127.0.0.1; print its URL on stdout.
-# Everything else goes to stderr so the caller can capture the URL.
+# Install (if needed) and start a throwaway PostgreSQL on 127.0.0.1; print its URL on stdout,
+# then on a second line a command that stops it and removes its files (run it at exit: each
+# run used to leave a server behind). Everything else goes to stderr.
 set -euo pipefail
 exec 3>&1 1>&2
 # Below the ephemeral range (32768+), so tests binding port 0 cannot take it meanwhile.
@@ -20,6 +21,12 @@ for _ in 1 2 3 4 5 6 7 8; do
       -o "-c listen_addresses=127.0.0.1 -p $port -k $data" start >/dev/null 2>&1 3>&-; then
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U imgcdn imgcdn_test
     echo "postgresql://imgcdn@127.0.0.1:$port/imgcdn_test" >&3
+    {
+      declare -f as_pg
+      echo "as_pg '$bin/pg_ctl' -D '$data' -m immediate stop >/dev/null 2>&1 || true"
+      echo "rm -rf '$data' '$data.stop'"
+    } >"$data.stop"
+    echo "bash $data.stop" >&3
     exit 0
   fi
   port=$((port + 1))
