@@ -157,7 +157,7 @@ class Driver:
                     delay_ms=delay_ms,
                     state=state,
                     once=once,
-                    pipeline=self.pipeline if fixed_path is not None and not rate else 1,
+                    pipeline=self.pipeline,  # run_wrk refuses it with paths or pacing
                 )
             source: Iterable[str] = (
                 itertools.repeat(fixed_path) if fixed_path else itertools.cycle(paths or ())

@@ -122,7 +122,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     await disk.open()
     shared = None
     if c.result_store is not None:
-        # imported here: aiobotocore is loaded only by edges that use S3
+        # imported here: botocore is loaded only by edges that use S3
         from edge.result_store import ResultStore
 
         shared = ResultStore(c.result_store, on_error=app[METRICS].cache_error)

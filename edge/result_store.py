@@ -17,11 +17,12 @@ import struct
 import time
 from collections.abc import Callable
 
-import aiohttp
-
 from edge.cache import Entry
+from edge.remote_sources import CHUNK
 from edge.s3 import UNREACHABLE, S3Bucket, error_code
+from edge.sources import read_limited, too_large
 from imgcdn.config import ResultStoreConfig
+from transforms.errors import SourceTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +138,13 @@ class ResultStore:
                     return None  # no such key: a plain miss
                 if resp.status != 200:
                     raise S3Error(resp.status, await error_code(resp))
-                if (resp.content_length or 0) <= self.max_object_bytes:
-                    data = await bounded_read(resp.content, self.max_object_bytes)
-                    if data is not None:
-                        return data
-                log.warning("result store object %s%s too large", self.prefix, key)
-                self.on_error("shared-corrupt")
-                return None
+                if (resp.content_length or 0) > self.max_object_bytes:
+                    raise too_large(key, self.max_object_bytes)
+                chunks = resp.content.iter_chunked(CHUNK)
+                return await read_limited(chunks, key, self.max_object_bytes)
+        except SourceTooLarge:
+            log.warning("result store object %s%s too large", self.prefix, key)
+            self.on_error("shared-corrupt")
         except S3Error as err:
             self._failed("shared-read", err, reachable=True)
         except UNREACHABLE as err:
@@ -191,18 +192,6 @@ class ResultStore:
 
     def size_bytes(self) -> int:
         return 0  # unknown without listing the bucket; not reported
-
-
-async def bounded_read(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """The whole body, or None once it passes `limit` bytes (a body without a length)."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def describe(err: Exception) -> str:

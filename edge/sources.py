@@ -156,7 +156,7 @@ def create_source(config: SourceConfig, max_bytes: int) -> Source:
     """The one factory: `edge.source.type` picks the implementation."""
     if config.type == "dir":
         return DirSource(config.path, max_bytes)
-    from edge.remote_sources import HttpSource, S3Source  # aiobotocore only when needed
+    from edge.remote_sources import HttpSource, S3Source  # botocore only when needed
 
     if config.type == "http":
         assert config.url is not None  # validated by load_config
