@@ -43,23 +43,38 @@ def style_latency_axis(ax: Any) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
+def finish_latency_axis(ax: Any, drawn: bool, title: str) -> None:
+    """Style the latency panel, or say why it is empty: a pipelined run (`--pipeline`)
+    records no latencies, and a log axis over no values fails."""
+    ax.set_title(title)
+    if drawn:
+        style_latency_axis(ax)
+        ax.legend(fontsize=7)
+        return
+    note = "no latencies recorded\n(pipelined requests)"
+    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_scenario(data: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     runs = data["runs"]
+    drawn = False
     for i, r in enumerate(runs):
         x, y = curve_xy(r["measurement"]["curve"])
         left.plot(x, y, "-", color=f"C{i}", label=f"edge run {r['index'] + 1}")
+        drawn = drawn or bool(x)
         base = r.get("baseline") or {}
         if base.get("kind") == "aiohttp":
             bx, by = curve_xy(base["measurement"]["curve"])
             left.plot(
                 bx, by, "--", color=f"C{i}", alpha=0.6, label=f"baseline run {r['index'] + 1}"
             )
-    style_latency_axis(left)
-    left.legend(fontsize=7)
     s = data["summary"]
-    left.set_title(f"{data['scenario']}: latency ({s['generator']}, {s['connections']} conns)")
+    title = f"{data['scenario']}: latency ({s['generator']}, {s['connections']} conns)"
+    finish_latency_axis(left, drawn, title)
     labels = [f"run {r['index'] + 1}" for r in runs]
     edge = [r["value"] for r in runs]
     unit = s["compared"]
@@ -92,14 +107,14 @@ def plot_summary(results_dir: Path, path: Path) -> list[str]:
         return []
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = False
     for d in datas:
         runs = sorted(d["runs"], key=lambda r: r["measurement"]["rps"])
         median_run = runs[len(runs) // 2]
         x, y = curve_xy(median_run["measurement"]["curve"])
         left.plot(x, y, "-", label=d["scenario"])
-    style_latency_axis(left)
-    left.legend(fontsize=8)
-    left.set_title("latency by scenario (median run)")
+        drawn = drawn or bool(x)
+    finish_latency_axis(left, drawn, "latency by scenario (median run)")
     xs = range(len(datas))
     edge = [d["summary"]["value"]["median"] or 0 for d in datas]
     base = [(d["summary"].get("baseline") or {}).get("value", {}).get("median") or 0 for d in datas]

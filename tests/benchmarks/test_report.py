@@ -84,6 +84,25 @@ def test_json_and_charts_are_written(tmp_path) -> None:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. a note drawn off the axes
+def test_charts_of_a_pipelined_run_without_latencies(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks.chart import plot_scenario, plot_summary
+
+    runs = [fake_run(0, 1000, 2000), fake_run(1, 1500, 2500)]
+    for run in runs:  # as `run_wrk` reports a pipelined run: no latency curve
+        run.measurement.curve = []
+        assert run.baseline is not None
+        run.baseline["measurement"]["curve"] = []
+    data = write_json(
+        tmp_path, Settings("hit", runs=2, pipeline=8), runs, "python -m benchmarks.load"
+    )
+    plot_scenario(data, tmp_path / "hit.png")
+    assert plot_summary(tmp_path, tmp_path / "summary.png") == ["hit"]
+    for name in ("hit.png", "summary.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_hit_is_also_compared_with_the_handler_sending_the_same_headers() -> None:
     runs = [fake_run(0, 1000, 2000), fake_run(1, 3000, 4000)]
     for run, value in zip(runs, (1250.0, 3750.0), strict=True):
