@@ -284,6 +284,10 @@ def validate(config: Config) -> Config:
             edge.source.type != "s3" or bool(edge.source.bucket),
             "edge.source.bucket: required for s3",
         ),
+        (
+            edge.source.type != "s3" or endpoint_ok(edge.source.endpoint_url),
+            f"edge.source.endpoint_url: {ENDPOINT_FORM}",
+        ),
         *result_store_checks(edge.cache.result_store),
         (
             origin.storage.type != "s3" or bool(origin.storage.bucket),
@@ -309,15 +313,17 @@ def result_store_checks(store: ResultStoreConfig | None) -> list[tuple[bool, str
         (store.timeout_s > 0, f"{where}.timeout_s: must be positive"),
         (store.upload_timeout_s > 0, f"{where}.upload_timeout_s: must be positive"),
         (store.max_uploads >= 1, f"{where}.max_uploads: must be at least 1"),
-        (
-            store.endpoint_url is None or endpoint_ok(store.endpoint_url),
-            f"{where}.endpoint_url: expected http(s)://host[:port][/path]",
-        ),
+        (endpoint_ok(store.endpoint_url), f"{where}.endpoint_url: {ENDPOINT_FORM}"),
     ]
 
 
-def endpoint_ok(url: str) -> bool:
-    """An S3 endpoint URL the result store can address objects under."""
+ENDPOINT_FORM = "expected http(s)://host[:port][/path]"
+
+
+def endpoint_ok(url: str | None) -> bool:
+    """An S3 endpoint URL edge/s3.py can address objects under (None: AWS itself)."""
+    if url is None:
+        return True
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range

@@ -130,6 +130,11 @@ STORE = "edge:\n  cache:\n    result_store: "
             for url in ("minio:9000", "ftp://h", "http://", "http://h:99999", "http://h/?x=1")
         ),
         (
+            "edge:\n  source: {type: s3, bucket: b, endpoint_url: 'minio:9000'}\n",
+            {},
+            "edge.source.endpoint_url: expected http(s)://host[:port][/path]",
+        ),
+        (
             "",
             {
                 "IMGCDN_EDGE__CACHE__RESULT_STORE__BUCKET": "b",
