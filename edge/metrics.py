@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -46,32 +46,54 @@ class Metrics:
     origin_errors: Counter
     gc_seconds: Histogram
 
-    # Labelled children, looked up once: `labels()` costs ~2 us a call (a lock, a tuple, a
-    # dict), which is a few % of a whole cache hit.
-    children: dict[tuple[str, object], Any] = field(default_factory=dict)
+    # The two calls of every request (`request_done`, `hit`) only add to these plain-Python
+    # tallies, which `flush` moves into the Prometheus objects in bulk (before each scrape and
+    # every `FLUSH_INTERVAL_S`, edge/status.py). Calling the objects per request cost 2.3 us a
+    # hit in one process and 3.5-4.7 us in multiprocess mode (a lock and an mmap write per
+    # value), 8-15 % of a memory hit; a tally costs 0.2 us (session 12).
+    requests_tally: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    hits_tally: dict[str, int] = field(default_factory=dict)
 
     def cache_error(self, kind: str) -> None:
         self.cache_errors.labels(kind=kind).inc()
 
     def request_done(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency under `route`."""
-        children = self.children
         try:
-            counter, histogram = children[(route, status)]
+            tally = self.requests_tally[(route, status)]
         except KeyError:
-            counter = self.requests.labels(route=route, status=str(status))
-            histogram = self.request_seconds.labels(route=route)
-            children[(route, status)] = (counter, histogram)
-        counter.inc()
-        histogram.observe(seconds)
+            tally = self.requests_tally[(route, status)] = new_tally()
+        tally[bisect_left(TIME_BUCKETS, seconds)] += 1  # the first bucket with seconds <= le
+        tally[SUM] += seconds
 
     def hit(self, tier: str) -> None:
         """Count one response served from `tier` (memory | disk | shared)."""
-        try:
-            child = self.children[("hit", tier)]
-        except KeyError:
-            child = self.children[("hit", tier)] = self.cache_hits.labels(tier=tier)
-        child.inc()
+        tallies = self.hits_tally
+        tallies[tier] = tallies.get(tier, 0) + 1
+
+    def flush(self) -> None:
+        """Add the tallies to the Prometheus objects and start them again from zero."""
+        for (route, status), tally in self.requests_tally.items():
+            histogram = self.request_seconds.labels(route=route)
+            # observe() takes one value at a time; its values (`_buckets`, one per bound and
+            # +Inf, and `_sum`) have been these since prometheus_client 0.4, and a test
+            # compares what a flush exports with what observe() would have
+            for bucket, n in zip(histogram._buckets, tally, strict=False):
+                if n:
+                    bucket.inc(n)
+            histogram._sum.inc(tally[SUM])
+            self.requests.labels(route=route, status=str(status)).inc(sum(tally[:SUM]))
+        self.requests_tally.clear()
+        for tier, n in self.hits_tally.items():
+            self.cache_hits.labels(tier=tier).inc(n)
+        self.hits_tally.clear()
+
+
+SUM = len(TIME_BUCKETS) + 1  # a tally: a count per bucket (the last +Inf), then the sum
+
+
+def new_tally() -> list[float]:
+    return [0.0] * (SUM + 1)
 
 
 def create_metrics() -> Metrics:

@@ -62,11 +62,15 @@ def default_checks(app: web.Application) -> list[ReadinessCheck]:
     return [transform_pool, disk_cache]
 
 
-GAUGE_INTERVAL_S = 2.0
+# With several processes any one answers a scrape from the values in files: the others' counts
+# and gauges are at most this old
+FLUSH_INTERVAL_S = 1.0
 
 
 def update_gauges(app: web.Application) -> None:
+    """Set the gauges and add the request tallies to the counters (`Metrics.flush`)."""
     metrics, tiers = app[METRICS], app[TIERS]
+    metrics.flush()
     metrics.transform_queue.set(app[POOL].queued)
     metrics.cache_bytes.labels(tier="memory").set(tiers.memory.size_bytes())
     metrics.cache_bytes.labels(tier="originals").set(app[ORIGINALS].size_bytes())
@@ -75,18 +79,19 @@ def update_gauges(app: web.Application) -> None:
 
 
 async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Refresh the gauges now and then: with several processes, any one may answer a scrape."""
+    """Refresh the gauges and counters now and then, and once more at the end."""
 
     async def refresh() -> None:
         while True:
             update_gauges(app)
-            await asyncio.sleep(GAUGE_INTERVAL_S)
+            await asyncio.sleep(FLUSH_INTERVAL_S)
 
     task = asyncio.create_task(refresh())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    app[METRICS].flush()  # a stopped process's counts stay in the files of multiprocess mode
 
 
 async def gc_ctx(app: web.Application) -> AsyncIterator[None]:

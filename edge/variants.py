@@ -91,7 +91,7 @@ class VariantService:
         self.stale_if_error_s = stale_if_error_s
         self.admit = admit
         self.originals = originals or Originals(0)
-        self._memory_hits = metrics.cache_hits.labels(tier="memory")  # counted on every hit
+        self._count_hit = metrics.hit
         self.misses: SingleFlight[str, Produced] = SingleFlight()
         self.fetches: SingleFlight[str, Fetched] = SingleFlight()
         self.revalidations: SingleFlight[str, SourceRecord] = SingleFlight()
@@ -111,7 +111,7 @@ class VariantService:
         entry = self.tiers.memory.get_now(variant_key(source_id, record.validator, token, fmt))
         if entry is None:
             return None
-        self._memory_hits.inc()
+        self._count_hit("memory")
         return entry, record
 
     def fresh_in_memory(self, source_id: str, token: str, fmt: str) -> Served | None:
