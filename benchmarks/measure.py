@@ -96,5 +96,23 @@ def spread(values: Iterable[float]) -> Spread:
     return Spread(statistics.median(vals), min(vals), max(vals), vals)
 
 
+ERRORS_OK = 0.01  # past this share of failed requests a run's rate is no figure to compare
+
+
+def too_many_errors(m: Measurement) -> bool:
+    """Whether `m` failed too often for its rate to mean anything (no answers at all included):
+    a server answering every request with a 400 is fast, and no ratio may say otherwise."""
+    return m.requests == 0 or m.errors > ERRORS_OK * m.requests
+
+
+def failed_text(m: Measurement) -> str:
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(m.statuses.items()))
+    return (
+        f"{m.errors} of {m.requests} requests failed"
+        + (f" ({statuses})" if statuses else "")
+        + ": no ratio"
+    )
+
+
 def ratio(value: float, baseline: float) -> float:
     return value / baseline if baseline and not math.isnan(baseline) else math.nan

@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks import scenarios as sc
 from benchmarks.baselines import EDGE_HIT_HEADERS, have_uvloop, run_pyvips
 from benchmarks.drive import Driver, HitBaseline
+from benchmarks.measure import failed_text, too_many_errors
 from benchmarks.procstats import box_noise, box_snapshot, tree_cpu_s
 from benchmarks.seed import seed_users
 from benchmarks.stack import SAMPLES
@@ -162,9 +163,10 @@ class Planner:
                 "kind": "aiohttp",
                 "label": f"bare aiohttp {size} B x{target.workers}"
                 + (" uvloop" if uv else "")
-                + (f" + the edge's {len(EDGE_HIT_HEADERS)} hit headers" if edge_headers else ""),
+                + (f" + the edge's {len(EDGE_HIT_HEADERS)} hit headers" if edge_headers else "")
+                + (f" ({failed_text(m)})" if too_many_errors(m) else ""),
                 **({"like": "with the same headers"} if edge_headers else {}),
-                "value": m.rps,
+                "value": math.nan if too_many_errors(m) else m.rps,
                 "unit": "rps",
                 "cpu_ms_per_request": 1000 * cpu / m.requests if m.requests else math.nan,
                 "noise": noise,

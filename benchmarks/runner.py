@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import scenarios as sc
 from benchmarks.drive import Driver, wait_quiet
 from benchmarks.edgemetrics import EdgeCounters, scrape
-from benchmarks.measure import Measurement, ratio
+from benchmarks.measure import Measurement, failed_text, ratio, too_many_errors
 from benchmarks.plans import MISS_PHASE, Baseline, Plan, Planner
 from benchmarks.procstats import Sampler, box_noise, box_snapshot
 from benchmarks.targets import Settings, Target, fetch, open_target
@@ -109,14 +109,11 @@ class ScenarioRunner:
             cpu = {t: sampler.stats.cpu_s(t) - cpu0[t] for t in cpu0}
             after = await scrape(target.edge_url)
         edge = after.minus(before) if after and before else None
-        value = m.rps
-        if plan.compared == "misses/s":
-            value = edge.misses / m.duration_s if edge else math.nan
         result = RunResult(
             index,
             m,
             plan.compared,
-            value,
+            compared_value(m, plan.compared, edge),
             edge,
             sampler.stats.to_json(),
             dict(sampler.stats.peak_total_rss),
@@ -165,11 +162,23 @@ class ScenarioRunner:
             result.notes.append("miss URLs wrapped around: some requests were hits")
         if result.edge is None:
             result.notes.append("no /metrics from the edge: hit ratio unknown")
+        if too_many_errors(m):
+            result.notes.append(failed_text(m))
         if plan.mix is not None and plan.mix.real:  # a seeded user still gets their photo
             path = sc.avatar_path(plan.mix.hashes[0], 64)
             status, headers, _ = await fetch(target.edge_url + path)
             if status != 200 or headers.get("Content-Type") != "image/jpeg":
                 result.notes.append(f"{path} came back {status} {headers.get('Content-Type')}")
+
+
+def compared_value(m: Measurement, compared: str, edge: EdgeCounters | None) -> float:
+    """The figure a run is compared by: requests/s, or the edge's misses/s; nan (no ratio)
+    when too many requests failed or the misses are unknown."""
+    if too_many_errors(m):
+        return math.nan
+    if compared == "misses/s":
+        return edge.misses / m.duration_s if edge else math.nan
+    return m.rps
 
 
 def rss_text(rss: dict[str, int]) -> str:

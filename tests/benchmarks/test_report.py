@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -120,3 +121,28 @@ def test_hit_is_also_compared_with_the_handler_sending_the_same_headers() -> Non
     assert "2500 (1250-3750) rps: bare + headers" in line
     without = summarize(Settings("hit", runs=1), [fake_run(0, 1000, 2000)])
     assert "like_ratio" not in without and "same headers" not in table([without])
+
+
+def test_a_run_that_mostly_failed_gets_no_ratio() -> None:
+    from benchmarks.measure import failed_text, too_many_errors
+    from benchmarks.runner import compared_value
+
+    edge = EdgeCounters(hits={"memory": 5.0}, misses=400.0)
+    fine = Measurement("wrk", 32, 10.0, 1000, non_2xx_3xx=10)  # 1 %: still a figure
+    assert not too_many_errors(fine)
+    assert compared_value(fine, "rps", edge) == 100.0
+    assert compared_value(fine, "misses/s", edge) == 40.0
+    bad = Measurement("wrk", 32, 10.0, 1000, statuses={"400": 11, "200": 989}, non_2xx_3xx=11)
+    broken = Measurement("wrk", 32, 10.0, 0, socket_errors=32)
+    for m in (bad, broken, Measurement("wrk", 32, 10.0, 0)):
+        assert too_many_errors(m)
+        for compared in ("rps", "misses/s"):
+            assert math.isnan(compared_value(m, compared, edge))
+    assert failed_text(bad) == "11 of 1000 requests failed (200: 989, 400: 11): no ratio"
+    # the table shows no ratio for such runs, and the others' median is not pulled by them
+    runs = [fake_run(0, 1000, 2000), fake_run(1, 3000, 4000)]
+    runs[1].value = compared_value(bad, "rps", edge)
+    s = summarize(Settings("hit", runs=2), runs)
+    assert s["ratio"]["runs"] == (0.5,)
+    runs[0].value = math.nan
+    assert "| hit | wrk -c32 | 2000 (1000-3000) | - |" in table([summarize(Settings("hit"), runs)])
