@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 from collections import Counter
 
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from benchmarks.loadgen import run_load
-from benchmarks.wrk import run_wrk, wrk_binary
+from benchmarks.wrk import run_wrk, wrk_binary, wrk_threads
 
 BODY = b"x" * 1000
 MISSING = b"no such thing"
@@ -184,6 +185,12 @@ async def test_wrk_pipeline_sends_requests_at_once(raw_server, pipeline: int) ->
     assert max(batches) == pipeline
     assert sum(1 for b in batches if b == pipeline) >= 0.9 * len(batches)
     assert 0 <= sum(batches) - m.requests <= 2 * pipeline * 2
+
+
+def test_wrk_takes_a_thread_per_cpu_and_one_when_pipelining() -> None:
+    cpus = os.cpu_count() or 1
+    assert wrk_threads(32) == min(32, cpus) and wrk_threads(1) == 1
+    assert wrk_threads(32, pipeline=8) == 1  # one thread drives it at a third of a core
 
 
 async def test_wrk_pipeline_needs_one_fixed_path() -> None:
