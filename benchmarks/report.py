@@ -177,12 +177,12 @@ def pipelined(summary: dict[str, Any]) -> str:
     return f" pipelined x{depth}" if depth > 1 else ""
 
 
-def fmt(s: dict[str, Any], digits: int = 0) -> str:
-    """`median` or `median (min-max)` from a Spread json."""
+def fmt(s: dict[str, Any], digits: int = 0, unit: str = "") -> str:
+    """`median` or `median (min-max)` from a Spread json (`unit` after the median)."""
     med, lo, hi = s["median"], s["min"], s["max"]
     if med is None or (isinstance(med, float) and math.isnan(med)):
         return "-"
-    one = f"{med:.{digits}f}"
+    one = f"{med:.{digits}f}{unit}"
     return one if len(s["runs"]) < 2 else f"{one} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 

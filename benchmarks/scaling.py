@@ -28,8 +28,8 @@ import aiohttp
 from benchmarks.drive import Driver, Progress, choose_generator
 from benchmarks.entry import command_line, run_main
 from benchmarks.load import RESULTS
-from benchmarks.measure import Spread, spread
-from benchmarks.report import machine, without_nan
+from benchmarks.measure import Spread, ratio, spread
+from benchmarks.report import fmt, machine, without_nan
 from benchmarks.runner import ScenarioRunner
 from benchmarks.targets import Settings
 
@@ -80,12 +80,9 @@ def summarize(counts: Sequence[int], runs: Sequence[Figures]) -> dict[str, Any]:
     first = counts[0]
     summary: dict[str, Any] = {}
     for kind in (EDGE, BARE):
-        rates = {w: spread(r.get(kind, {}).get(w, math.nan) for r in runs) for w in counts}
+        rates = {w: spread(r[kind].get(w, math.nan) for r in runs) for w in counts}
         ratios = {
-            w: spread(
-                ratio(r.get(kind, {}).get(w, math.nan), r.get(kind, {}).get(first, math.nan))
-                for r in runs
-            )
+            w: spread(ratio(r[kind].get(w, math.nan), r[kind].get(first, math.nan)) for r in runs)
             for w in counts[1:]
         }
         summary[kind] = {"rps": rates, "vs_first": ratios}
@@ -96,17 +93,6 @@ def summarize(counts: Sequence[int], runs: Sequence[Figures]) -> dict[str, Any]:
     return summary
 
 
-def ratio(value: float, reference: float) -> float:
-    return value / reference if reference > 0 else math.nan
-
-
-def fmt(s: Spread, digits: int = 0, unit: str = "") -> str:
-    if math.isnan(s.median):
-        return "-"
-    one = f"{s.median:.{digits}f}{unit}"
-    return one if len(s.values) < 2 else f"{one} ({s.low:.{digits}f}-{s.high:.{digits}f})"
-
-
 def table(counts: Sequence[int], summary: dict[str, Any]) -> str:
     edge, bare = summary[EDGE], summary[BARE]
     lines = [
@@ -114,12 +100,13 @@ def table(counts: Sequence[int], summary: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for w in counts:
-        versus = fmt(summary["edge_vs_bare"][w], 2)
-        lines.append(f"| {w} | {fmt(edge['rps'][w])} | {fmt(bare['rps'][w])} | {versus} |")
+        versus = fmt(summary["edge_vs_bare"][w].to_json(), 2)
+        rates = f"{fmt(edge['rps'][w].to_json())} | {fmt(bare['rps'][w].to_json())}"
+        lines.append(f"| {w} | {rates} | {versus} |")
     for w in counts[1:]:
         lines.append(
-            f"| {w} / {counts[0]}, per run | **{fmt(edge['vs_first'][w], 2, 'x')}** "
-            f"| {fmt(bare['vs_first'][w], 2, 'x')} | |"
+            f"| {w} / {counts[0]}, per run | **{fmt(edge['vs_first'][w].to_json(), 2, 'x')}** "
+            f"| {fmt(bare['vs_first'][w].to_json(), 2, 'x')} | |"
         )
     return "\n".join(lines)
 

@@ -37,11 +37,11 @@ from edge.records import RecordStore
 from edge.sources import create_source
 from edge.status import (
     default_checks,
-    gauges_ctx,
     gc_ctx,
     handle_healthz,
     handle_metrics,
     handle_readyz,
+    metrics_ctx,
 )
 from edge.variants import VariantService
 from imgcdn.config import EdgeConfig
@@ -72,7 +72,7 @@ def create_app(
     app[PURGE_HOOKS] = {"paths": purge_paths_hook(app)}
     app[READINESS_CHECKS] = default_checks(app)
     app.cleanup_ctx.extend(
-        [pool_ctx(pool), cache_ctx, source_ctx, variants_ctx, broadcast_ctx, gauges_ctx, gc_ctx]
+        [pool_ctx(pool), cache_ctx, source_ctx, variants_ctx, broadcast_ctx, metrics_ctx, gc_ctx]
     )
     add_routes(app)
     setup_avatars(app)  # after the fixed routes: its pattern only takes hashes anyway

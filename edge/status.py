@@ -67,7 +67,7 @@ def default_checks(app: web.Application) -> list[ReadinessCheck]:
 FLUSH_INTERVAL_S = 1.0
 
 
-def update_gauges(app: web.Application) -> None:
+def refresh_metrics(app: web.Application) -> None:
     """Set the gauges and add the request tallies to the counters (`Metrics.flush`)."""
     metrics, tiers = app[METRICS], app[TIERS]
     metrics.flush()
@@ -78,12 +78,12 @@ def update_gauges(app: web.Application) -> None:
         metrics.cache_bytes.labels(tier="disk").set(tiers.disk.size_bytes())
 
 
-async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Refresh the gauges and counters now and then, and once more at the end."""
 
     async def refresh() -> None:
         while True:
-            update_gauges(app)
+            refresh_metrics(app)
             await asyncio.sleep(FLUSH_INTERVAL_S)
 
     task = asyncio.create_task(refresh())
@@ -104,7 +104,7 @@ async def gc_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def handle_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
-    update_gauges(request.app)
+    refresh_metrics(request.app)
     body = render_metrics(metrics)
     return web.Response(
         body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
